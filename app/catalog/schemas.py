@@ -1,0 +1,73 @@
+"""Product schemas: what clients send and what they get back."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+MAX_BIGINT = 2**63 - 1
+
+Sku = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+Name = Annotated[str, Meta(min_length=1, max_length=200)]
+Description = Annotated[str, Meta(max_length=5000)]
+CategoryId = Annotated[int, Meta(ge=1, le=MAX_BIGINT)]
+PriceCents = Annotated[int, Meta(ge=0, le=10**12)]
+Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
+Inventory = Annotated[int, Meta(ge=0, le=2**31 - 1)]
+InventoryDeltaValue = Annotated[int, Meta(ge=-1_000_000, le=1_000_000)]
+
+
+class Schema(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Base for request bodies: unknown fields are an error, not silently dropped."""
+
+
+class ProductCreate(Schema, kw_only=True):
+    sku: Sku
+    name: Name
+    description: Description = ""
+    category_id: CategoryId
+    price_cents: PriceCents
+    currency: Currency = "USD"
+    inventory: Inventory = 0
+
+
+class ProductReplace(Schema, kw_only=True):
+    """PUT: the whole editable representation. Stock changes only through the inventory endpoint."""
+
+    sku: Sku
+    name: Name
+    description: Description
+    category_id: CategoryId
+    price_cents: PriceCents
+    currency: Currency
+
+
+class ProductPatch(Schema, kw_only=True):
+    """PATCH: any subset of the editable fields; ``null`` is not a value any field can take."""
+
+    sku: Sku | UnsetType = UNSET
+    name: Name | UnsetType = UNSET
+    description: Description | UnsetType = UNSET
+    category_id: CategoryId | UnsetType = UNSET
+    price_cents: PriceCents | UnsetType = UNSET
+    currency: Currency | UnsetType = UNSET
+
+
+class InventoryDelta(Schema, kw_only=True):
+    delta: InventoryDeltaValue
+
+
+class ProductRead(msgspec.Struct, kw_only=True):
+    id: int
+    sku: str
+    name: str
+    description: str
+    category_id: int
+    price_cents: int
+    currency: str
+    inventory: int
+    version: int
+    updated_at: datetime

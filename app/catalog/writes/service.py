@@ -1,0 +1,114 @@
+"""The product write path: each write is ONE primary transaction with its outbox event.
+
+Nothing touches Redis here. The row change, the outbox row and the NOTIFY commit or roll back
+together; the relay turns committed events into cache invalidations. After COMMIT we read the
+WAL insert LSN on the same connection for the read-your-writes token (DESIGN.md rule 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from app.catalog.schemas import ProductRead
+from app.core.db import WritePool, lsn_to_int
+from app.core.metrics import WRITES
+from app.core.problems import Problem
+from app.core.sql import load_queries
+
+Q = load_queries("catalog")
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    product: ProductRead
+    commit_lsn: int
+
+
+class ProductEvent(msgspec.Struct, kw_only=True):
+    """Outbox payload: enough for the relay to fence the product and bump its list generations."""
+
+    id: int
+    version: int
+    category_id: int
+    old_category_id: int
+
+
+_UPDATE_FIELDS = ("sku", "name", "description", "category_id", "price_cents", "currency")
+
+
+class ProductWrites:
+    """Admin writes against the primary."""
+
+    def __init__(self, pool: WritePool) -> None:
+        self.pool = pool
+
+    async def create(self, fields: dict[str, Any]) -> WriteResult:
+        """Insert a product at version 1 with a ``product.created`` event."""
+        args = (
+            fields["sku"], fields["name"], fields["description"], fields["category_id"],
+            fields["price_cents"], fields["currency"], fields["inventory"],
+        )
+        return await self._write("product.created", None, Q["insert_product"], *args)
+
+    async def update(self, product_id: int, fields: dict[str, Any], if_match: int | None) -> WriteResult:
+        """Apply the given fields (a PUT passes all of them) if the version still matches."""
+        if not fields:
+            raise Problem(400, "empty_update", "the request names no field to change")
+        args = [fields.get(name) for name in _UPDATE_FIELDS]
+        return await self._write("product.updated", product_id, Q["update_product"], product_id, *args, if_match)
+
+    async def adjust_inventory(self, product_id: int, delta: int) -> WriteResult:
+        """Add ``delta`` (may be negative) to stock atomically; 409 if it would go below zero."""
+        if delta == 0:
+            raise Problem(400, "empty_update", "delta must not be 0")
+        return await self._write("product.inventory_changed", product_id, Q["adjust_inventory"], product_id, delta)
+
+    async def archive(self, product_id: int, if_match: int | None) -> WriteResult:
+        """Archive the product; display reads answer 404 afterwards."""
+        return await self._write("product.archived", product_id, Q["archive_product"], product_id, if_match)
+
+    async def _write(self, event_type: str, product_id: int | None, query: str, *args: Any) -> WriteResult:
+        async with self.pool.acquire() as conn:
+            try:
+                async with conn.transaction():
+                    row = await conn.fetchrow(query, *args)
+                    if row is None:
+                        assert product_id is not None  # inserts always return a row
+                        await self._explain_no_match(conn, event_type, product_id, args)
+                    record = dict(row)  # type: ignore[arg-type]  # _explain_no_match always raises
+                    old_category_id = record.pop("old_category_id")
+                    product = ProductRead(**record)
+                    event = ProductEvent(
+                        id=product.id, version=product.version,
+                        category_id=product.category_id, old_category_id=old_category_id,
+                    )
+                    await conn.fetchrow(Q["insert_outbox_event"], event_type, product.id, msgspec.to_builtins(event))
+            except asyncpg.UniqueViolationError:
+                raise Problem(409, "sku_taken", "another product already uses this sku") from None
+            except asyncpg.ForeignKeyViolationError:
+                raise Problem(422, "unknown_category", "category_id names no existing category") from None
+            # After COMMIT, on the same connection: at or past the end of our commit record.
+            lsn: str = await conn.fetchval(Q["commit_lsn"])
+        WRITES.labels(event_type).inc()
+        return WriteResult(product=product, commit_lsn=lsn_to_int(lsn))
+
+    @staticmethod
+    async def _explain_no_match(
+        conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], event_type: str, product_id: int, args: tuple[Any, ...]
+    ) -> None:
+        state = await conn.fetchrow(Q["product_state"], product_id)
+        if state is None or state["archived"]:
+            raise Problem(404, "product_not_found", f"product {product_id} does not exist")
+        if event_type == "product.inventory_changed":
+            raise Problem(
+                409, "insufficient_inventory", "the change would take inventory below zero",
+                product_id=product_id, delta=args[1], inventory=state["inventory"],
+            )
+        raise Problem(
+            412, "version_mismatch", f"If-Match does not match the current version {state['version']}",
+            current_version=state["version"],
+        )

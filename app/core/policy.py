@@ -1,0 +1,171 @@
+"""The endpoint-policy table: every route's path class, freshness and caching, in one place.
+
+This table *is* the design (DESIGN.md §2). Route decorators take their path, name and OpenAPI
+description from it, the response hook takes ``Cache-Control`` from it, and the hotpath report
+reads it. A route without an entry fails ``tests/unit/test_policy.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from app.core.auth import require_admin
+
+
+
+class PathClass(StrEnum):
+    FAST = "fast"  # display read: cache → replica (lag-aware) → primary
+    WRITE = "write"  # primary transaction + outbox + NOTIFY
+    DECISION = "decision"  # primary only, never cache or replica
+    OPS = "ops"  # health, metrics, schema
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointPolicy:
+    name: str
+    method: str
+    path: str  # Litestar path template, exactly as mounted
+    path_class: PathClass
+    freshness: str
+    cache_control: str
+    why: str
+    cache_key: str | None = None
+    cache_ttl_s: int | None = None
+    admin: bool = False  # Bearer admin token required
+
+    def handler_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for the route decorator, so the route cannot drift from its policy."""
+        kwargs: dict[str, Any] = {
+            "path": self.path,
+            "name": self.name,
+            "operation_id": self.name,
+            "description": self.describe(),
+            "opt": {"policy": self},
+            "response_headers": {"Cache-Control": self.cache_control},
+        }
+        if self.admin:
+            kwargs["guards"] = [require_admin]
+            kwargs["tags"] = ["admin"]
+        return kwargs
+
+    def describe(self) -> str:
+        cache = f" Cache: `{self.cache_key}` (TTL {self.cache_ttl_s}s)." if self.cache_key else ""
+        return f"**{self.path_class.value} path.** Freshness: {self.freshness}.{cache} {self.why}"
+
+
+_NO_STORE = "no-store"
+
+POLICIES: tuple[EndpointPolicy, ...] = (
+    EndpointPolicy(
+        name="product.get",
+        method="GET",
+        path="/products/{product_id:int}",
+        path_class=PathClass.FAST,
+        freshness="read-your-writes for the writer; others may lag by at most max_replica_lag",
+        cache_control="no-cache",
+        cache_key="product:{id}",
+        cache_ttl_s=300,
+        why="The product page is the hottest read; serve it from cache or a replica, never the primary "
+        "while a healthy replica exists.",
+    ),
+    EndpointPolicy(
+        name="product.create",
+        method="POST",
+        path="/products",
+        path_class=PathClass.WRITE,
+        admin=True,
+        freshness="the truth",
+        cache_control=_NO_STORE,
+        why="Admin write: one primary transaction with its outbox event.",
+    ),
+    EndpointPolicy(
+        name="product.replace",
+        method="PUT",
+        path="/products/{product_id:int}",
+        path_class=PathClass.WRITE,
+        admin=True,
+        freshness="the truth",
+        cache_control=_NO_STORE,
+        why="Admin write; If-Match guards against lost updates.",
+    ),
+    EndpointPolicy(
+        name="product.update",
+        method="PATCH",
+        path="/products/{product_id:int}",
+        path_class=PathClass.WRITE,
+        admin=True,
+        freshness="the truth",
+        cache_control=_NO_STORE,
+        why="Admin write; If-Match guards against lost updates.",
+    ),
+    EndpointPolicy(
+        name="product.adjust_inventory",
+        method="POST",
+        path="/products/{product_id:int}/inventory",
+        path_class=PathClass.WRITE,
+        admin=True,
+        freshness="the truth",
+        cache_control=_NO_STORE,
+        why="Relative, atomic stock change; refuses to go below zero.",
+    ),
+    EndpointPolicy(
+        name="product.archive",
+        method="DELETE",
+        path="/products/{product_id:int}",
+        path_class=PathClass.WRITE,
+        admin=True,
+        freshness="the truth",
+        cache_control=_NO_STORE,
+        why="Archives the product; display reads then answer 404.",
+    ),
+    EndpointPolicy(
+        name="ops.healthz",
+        method="GET",
+        path="/healthz",
+        path_class=PathClass.OPS,
+        freshness="live",
+        cache_control=_NO_STORE,
+        why="Liveness: the process answers. Touches nothing else.",
+    ),
+    EndpointPolicy(
+        name="ops.readyz",
+        method="GET",
+        path="/readyz",
+        path_class=PathClass.OPS,
+        freshness="live",
+        cache_control=_NO_STORE,
+        why="Readiness: primary, each replica with its lag, Redis.",
+    ),
+    EndpointPolicy(
+        name="ops.metrics",
+        method="GET",
+        path="/metrics",
+        path_class=PathClass.OPS,
+        freshness="live",
+        cache_control=_NO_STORE,
+        why="Prometheus scrape endpoint of this instance.",
+    ),
+    EndpointPolicy(
+        name="ops.openapi",
+        method="GET",
+        path="/schema/openapi.json",
+        path_class=PathClass.OPS,
+        freshness="per deploy",
+        cache_control="no-cache",
+        why="The OpenAPI document, generated from the routes and this table.",
+    ),
+)
+
+POLICY_BY_NAME: dict[str, EndpointPolicy] = {p.name: p for p in POLICIES}
+POLICY_BY_ROUTE: dict[tuple[str, str], EndpointPolicy] = {(p.method, p.path): p for p in POLICIES}
+
+
+def policy(name: str) -> EndpointPolicy:
+    """The policy of a named endpoint; a KeyError here is a route missing from the table."""
+    return POLICY_BY_NAME[name]
+
+
+# Routes the OpenAPI plugin mounts beside /schema/openapi.json (its default page and 404 catch-all).
+FRAMEWORK_ROUTES: frozenset[tuple[str, str]] = frozenset({("GET", "/schema"), ("GET", "/schema/{path:str}")})

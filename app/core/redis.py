@@ -1,0 +1,22 @@
+"""The Redis client. Redis is an optimisation: timeouts are tens of milliseconds, not seconds."""
+
+from __future__ import annotations
+
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from app.core.settings import Settings
+
+
+def create_redis(settings: Settings) -> Redis:
+    """A client whose pool carries the timeouts and the retry policy (redis-py 8 ignores them on Redis())."""
+    timeout = settings.redis_socket_timeout_ms / 1000
+    pool = ConnectionPool.from_url(
+        settings.redis_url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), retries=1),
+        max_connections=64,
+    )
+    return Redis(connection_pool=pool)

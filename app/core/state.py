@@ -1,0 +1,33 @@
+"""What the composition root builds once per process and hands to handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Request
+from redis.asyncio import Redis
+
+from app.catalog.reads.routing import ReadRouter
+from app.catalog.reads.service import ProductReads
+from app.catalog.writes.service import ProductWrites
+from app.core.db import WritePool
+from app.core.ryw import RywCodec
+from app.core.settings import Settings
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    write_pool: WritePool
+    reads_router: ReadRouter
+    redis: Redis
+    ryw: RywCodec
+    product_reads: ProductReads
+    product_writes: ProductWrites
+
+
+def services_of(request: Request[Any, Any, Any]) -> Services:
+    """The process's services (a plain attribute read: the product page is too hot for DI)."""
+    services: Services = request.app.state.services
+    return services

@@ -1,0 +1,90 @@
+"""The composition root: builds the Litestar app and everything it owns."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+
+from app.catalog.reads.routes import ROUTES as READ_ROUTES
+from app.catalog.reads.routing import ReadRouter, Replica
+from app.catalog.reads.service import ProductReads
+from app.catalog.writes.routes import ROUTES as WRITE_ROUTES
+from app.catalog.writes.service import ProductWrites
+from app.core.db import create_read_pool, create_write_pool
+from app.core.http import request_context_middleware
+from app.core.logging import configure_logging
+from app.core.problems import EXCEPTION_HANDLERS
+from app.core.redis import create_redis
+from app.core.ryw import RywCodec
+from app.core.settings import Settings, get_settings
+from app.core.state import Services
+from app.ops.health import ROUTES as OPS_ROUTES
+
+log = structlog.get_logger("catalog.app")
+
+
+class MetricsController(PrometheusController):
+    path = "/metrics"
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """Build the app; pools and tasks are created in its lifespan, not at import."""
+    settings = settings or get_settings()
+    configure_logging(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        write_pool = await create_write_pool(settings)
+        primary_reads = await create_read_pool(settings.primary_dsn, settings)
+        replicas = [
+            Replica(name=f"replica-{i + 1}", pool=await create_read_pool(dsn, settings))
+            for i, dsn in enumerate(settings.replica_dsns)
+        ]
+        router = ReadRouter(primary=primary_reads, replicas=replicas, retry_after_s=settings.replica_retry_after_s)
+        redis = create_redis(settings)
+        app.state.services = Services(
+            settings=settings,
+            write_pool=write_pool,
+            reads_router=router,
+            redis=redis,
+            ryw=RywCodec.from_settings(settings),
+            product_reads=ProductReads(router),
+            product_writes=ProductWrites(write_pool),
+        )
+        log.info("app.started", instance=settings.instance_name, replicas=len(replicas))
+        try:
+            yield
+        finally:
+            # Shutdown order: Redis, then the replica pools, then the primary (CONVENTIONS.md 8).
+            await redis.aclose()
+            await router.close()
+            await write_pool.close()
+            log.info("app.stopped", instance=settings.instance_name)
+
+    prometheus = PrometheusConfig(app_name="catalog", group_path=True, exclude=["/metrics"])
+
+    return Litestar(
+        route_handlers=[*READ_ROUTES, *WRITE_ROUTES, *OPS_ROUTES, MetricsController],
+        lifespan=[lifespan],
+        middleware=[
+            request_context_middleware(settings.instance_name, debug_headers=settings.debug_headers),
+            prometheus.middleware,
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Catalog service",
+            version="0.1.0",
+            path="/schema",
+            render_plugins=[JsonRenderPlugin()],
+            create_examples=False,
+        ),
+        debug=False,
+    )

@@ -1,0 +1,90 @@
+"""Demo data: categories and products loaded with COPY, deterministic for a given ``--seed``."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import asyncpg
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from app.seed.vocabulary import ADJECTIVES, AUDIENCES, BRANDS, CATEGORIES, FEATURES, MATERIALS
+
+PRODUCT_COLUMNS = ("sku", "name", "description", "category_id", "price_cents", "currency", "inventory")
+
+
+@dataclass(frozen=True, slots=True)
+class SeedResult:
+    categories: int
+    products: int
+    skipped: bool
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+
+
+def category_rows(count: int) -> list[tuple[int, str, str]]:
+    """``count`` categories; past the base vocabulary they become numbered sub-ranges."""
+    base = list(CATEGORIES)
+    rows = []
+    for i in range(count):
+        name = base[i % len(base)] if i < len(base) else f"{base[i % len(base)]} {i // len(base) + 1}"
+        rows.append((i + 1, _slug(name), name))
+    return rows
+
+
+def product_records(count: int, categories: list[tuple[int, str, str]], seed: int) -> Iterator[tuple[object, ...]]:
+    """Product rows with searchable names and descriptions, in COPY column order."""
+    rng = random.Random(seed)
+    base_names = list(CATEGORIES)
+    for n in range(1, count + 1):
+        category_id, _slug_, cat_name = categories[rng.randrange(len(categories))]
+        nouns = CATEGORIES[base_names[(category_id - 1) % len(base_names)]]
+        noun, adjective, material, brand = (
+            rng.choice(nouns), rng.choice(ADJECTIVES), rng.choice(MATERIALS), rng.choice(BRANDS)
+        )
+        name = f"{brand} {adjective} {material} {noun}"
+        f1, f2 = rng.sample(FEATURES, 2)
+        description = (
+            f"A {adjective.lower()} {noun.lower()} in {material.lower()} from {brand}, {f1}. "
+            f"Popular with {rng.choice(AUDIENCES)}; {f2}. Part of our {cat_name.lower()} range."
+        )
+        price_cents = int(rng.lognormvariate(8.0, 0.9)) // 100 * 100 + 99
+        inventory = rng.choice((0, 3, 12, 25, 40, 80, 150, 400))
+        yield (f"SKU-{n:08d}", name, description, category_id, price_cents, "USD", inventory)
+
+
+async def seed(
+    dsn: str, *, products: int, categories: int, seed_value: int = 42, only_if_empty: bool = True,
+    batch_size: int = 20_000, show_progress: bool = True,
+) -> SeedResult:
+    """Load demo data with COPY. With ``only_if_empty`` an existing catalog is left alone."""
+    conn = await asyncpg.connect(dsn, server_settings={"application_name": "catalog.ops"})
+    try:
+        if only_if_empty and await conn.fetchval("SELECT EXISTS (SELECT 1 FROM products)"):
+            return SeedResult(0, 0, skipped=True)
+        cats = category_rows(categories)
+        async with conn.transaction():
+            await conn.copy_records_to_table("categories", records=cats, columns=("id", "slug", "name"))
+            await conn.execute("SELECT setval(pg_get_serial_sequence('categories', 'id'), $1)", len(cats))
+            with Progress(
+                TextColumn("seeding products"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                disable=not show_progress,
+            ) as progress:
+                task = progress.add_task("products", total=products)
+                batch: list[tuple[object, ...]] = []
+                for record in product_records(products, cats, seed_value):
+                    batch.append(record)
+                    if len(batch) >= batch_size:
+                        await conn.copy_records_to_table("products", records=batch, columns=PRODUCT_COLUMNS)
+                        progress.advance(task, len(batch))
+                        batch = []
+                if batch:
+                    await conn.copy_records_to_table("products", records=batch, columns=PRODUCT_COLUMNS)
+                    progress.advance(task, len(batch))
+        await conn.execute("ANALYZE categories; ANALYZE products")
+        return SeedResult(len(cats), products, skipped=False)
+    finally:
+        await conn.close()

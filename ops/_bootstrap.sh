@@ -1,0 +1,36 @@
+# Sourced by ops/* scripts: system packages (as root), then the project's venv with pinned dependencies.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+
+ensure_system_packages() {
+    local missing=()
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql postgresql-contrib)
+    command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+    command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+    command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -eq 0 ]; then
+        echo "installing system packages: ${missing[*]}" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >/dev/null || true
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+        # The Debian packages start their own services on the default ports; we only need the binaries.
+        for svc in nginx redis-server; do service "$svc" stop >/dev/null 2>&1 || true; done
+    else
+        echo "missing system packages: ${missing[*]}" >&2
+        echo "install them with: sudo apt-get install ${missing[*]}" >&2
+        exit 1
+    fi
+}
+
+ensure_venv() {
+    local stamp="$VENV/.installed"
+    if [ ! -x "$VENV/bin/python" ]; then
+        python3.11 -m venv "$VENV" 2>/dev/null || python3 -m venv "$VENV"
+    fi
+    if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ] || [ "$ROOT/requirements.txt" -nt "$stamp" ]; then
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c "$ROOT/requirements.txt" -e "$ROOT[dev]"
+        touch "$stamp"
+    fi
+}
