@@ -12,9 +12,9 @@ from app.core.problems import Problem
 from app.core.settings import Settings
 
 
-def require_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def require_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Guard: 401 without a Bearer token, 403 with the wrong one."""
-    settings: Settings = connection.app.state.settings
+    settings: Settings = connection.app.state.services.settings
     header = connection.headers.get("authorization", "")
     scheme, _sep, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

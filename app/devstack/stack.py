@@ -157,6 +157,8 @@ class Stack:
     python: str = sys.executable
     quiet: bool = False
     _is_root: bool = field(default_factory=lambda: os.geteuid() == 0)
+    # Apps this process started; kept so they are reaped here rather than left as zombies.
+    _children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     # ---------------------------------------------------------------- paths
 
@@ -448,6 +450,7 @@ class Stack:
             start_new_session=True,
         )
         log.close()
+        self._children[service] = proc
         self._pidfile(service).write_text(f"{proc.pid}\n")
 
         def healthy() -> bool:
@@ -462,6 +465,14 @@ class Stack:
         self._wait(healthy, f"{service} on port {port}")
 
     def _stop_pid(self, service: str, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+        child = self._children.pop(service, None)
+        if child is not None and child.poll() is None:
+            child.send_signal(sig)
+            try:
+                child.wait(timeout)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
         pid = self._read_pid(service)
         if pid is None:
             self._pidfile(service).unlink(missing_ok=True)
