@@ -57,8 +57,13 @@ def _seed(args: argparse.Namespace) -> int:
 
     result = asyncio.run(
         seed(
-            _dsn(args), products=args.products, categories=args.categories, seed_value=args.seed,
-            only_if_empty=not args.force, batch_size=args.batch_size, show_progress=sys.stderr.isatty(),
+            _dsn(args),
+            products=args.products,
+            categories=args.categories,
+            seed_value=args.seed,
+            only_if_empty=not args.force,
+            batch_size=args.batch_size,
+            show_progress=sys.stderr.isatty(),
         )
     )
     if result.skipped:

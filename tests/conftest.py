@@ -40,14 +40,20 @@ _db_counter = itertools.count(1)
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    run_dir = Path(tempfile.mkdtemp(prefix="catalog-test-", dir="/tmp"))  # noqa: S108
+    run_dir = Path(tempfile.mkdtemp(prefix="catalog-test-", dir="/tmp"))
     run_dir.chmod(0o755)
     config = StackConfig(
-        run_dir=str(run_dir), base_dir=str(run_dir / "stack"),
-        primary_port=free_port(), replica_port=free_port(), redis_port=free_port(),
-        app_ports=[free_port(), free_port()], nginx_port=free_port(),
-        admin_token="test-admin-token", ryw_secret="test-ryw-secret-0123456789",  # noqa: S106
-        products=TEST_PRODUCTS, categories=TEST_CATEGORIES,
+        run_dir=str(run_dir),
+        base_dir=str(run_dir / "stack"),
+        primary_port=free_port(),
+        replica_port=free_port(),
+        redis_port=free_port(),
+        app_ports=[free_port(), free_port()],
+        nginx_port=free_port(),
+        admin_token="test-admin-token",
+        ryw_secret="test-ryw-secret-0123456789",
+        products=TEST_PRODUCTS,
+        categories=TEST_CATEGORIES,
     )
     stack = Stack(config, quiet=True)
     try:
@@ -73,14 +79,14 @@ async def _make_template(stack: Stack) -> None:
     await seed(dsn, products=TEST_PRODUCTS, categories=TEST_CATEGORIES, show_progress=False)
 
 
-async def wait_for_replica(stack: Stack, timeout: float = 10.0) -> None:
+async def wait_for_replica(stack: Stack, within_s: float = 10.0) -> None:
     """Block until the replica has replayed everything the primary has written so far."""
     c = stack.config
     primary = await asyncpg.connect(c.superuser_dsn(c.primary_port, "postgres"))
     replica = await asyncpg.connect(c.superuser_dsn(c.replica_port, "postgres"))
     try:
-        target = lsn_to_int(await primary.fetchval("SELECT pg_current_wal_lsn()::text"))
-        deadline = time.monotonic() + timeout
+        target = lsn_to_int(await primary.fetchval("SELECT pg_current_wal_insert_lsn()::text"))
+        deadline = time.monotonic() + within_s
         while True:
             replayed = await replica.fetchval("SELECT pg_last_wal_replay_lsn()::text")
             if replayed and lsn_to_int(replayed) >= target:

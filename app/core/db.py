@@ -37,7 +37,9 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 async def _init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
     # jsonb in and out as raw JSON text encoded/decoded by msgspec.
     await conn.set_type_codec(
-        "jsonb", encoder=lambda v: msgspec.json.encode(v).decode(), decoder=msgspec.json.decode,
+        "jsonb",
+        encoder=lambda v: msgspec.json.encode(v).decode(),
+        decoder=msgspec.json.decode,
         schema="pg_catalog",
     )
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+
 import structlog
+from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -17,7 +19,7 @@ def request_context(app: ASGIApp, instance_header: bytes | None) -> ASGIApp:
     """
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
         request_id = ""

@@ -76,12 +76,12 @@ async def grant_app_role(dsn: str, role: str) -> None:
         exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
         if not exists:
             await conn.execute(f"CREATE ROLE {role} LOGIN")
-        await conn.execute(
-            f"""GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};
+        # The role name is validated above; DDL cannot take bind parameters.
+        grants = f"""GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};
                 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role};
                 REVOKE ALL ON schema_migrations FROM {role};
                 GRANT SELECT ON schema_migrations TO {role};
-                GRANT pg_monitor TO {role};"""
-        )
+                GRANT pg_monitor TO {role};"""  # noqa: S608
+        await conn.execute(grants)
     finally:
         await conn.close()

@@ -14,7 +14,6 @@ from typing import Any
 from app.core.auth import require_admin
 
 
-
 class PathClass(StrEnum):
     FAST = "fast"  # display read: cache → replica (lag-aware) → primary
     WRITE = "write"  # primary transaction + outbox + NOTIFY

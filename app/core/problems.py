@@ -42,9 +42,11 @@ def _field_errors(exc: ValidationException) -> list[dict[str, Any]]:
         if match:
             field = field or match.group(1) or None
             message = message[: match.start()]
-        unknown = re.search(r"unknown field `([^`]+)`", message)
-        if unknown:
-            field = unknown.group(1)
+        named = re.search(r"(?:unknown|missing required) field `([^`]+)`", message)
+        if named:
+            field = named.group(1)
+        elif field == "data":  # Litestar's name for the whole body
+            field = None
         errors.append({"field": field, "source": item.get("source"), "message": message})
     return errors
 

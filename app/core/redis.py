@@ -19,4 +19,4 @@ def create_redis(settings: Settings) -> Redis:
         retry=Retry(NoBackoff(), retries=1),
         max_connections=64,
     )
-    return Redis(connection_pool=pool)
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() disconnects it

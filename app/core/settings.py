@@ -40,8 +40,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # Redis is an optimisation: tight timeouts so a slow Redis never slows a read much.
     redis_socket_timeout_ms: int = 50
 
-    admin_token: str = "dev-admin-token"
-    ryw_secret: str = "dev-ryw-secret-change-me"
+    admin_token: str = "dev-admin-token"  # noqa: S105  (refused when CATALOG_ENV=production)
+    ryw_secret: str = "dev-ryw-secret-change-me"  # noqa: S105  (refused when CATALOG_ENV=production)
     ryw_cookie_name: str = "catalog_ryw"
     # Must exceed max_replica_lag_ms: past that bound a replica is out of rotation anyway.
     ryw_ttl_s: int = 30

@@ -136,8 +136,11 @@ def _pg_bindir() -> Path:
 def check_binaries() -> None:
     """Fail with the exact package to install when a system binary is missing."""
     _pg_bindir()
-    missing = [pkg for binary, pkg in (("redis-server", "redis-server"), ("nginx", "nginx"))
-               if shutil.which(binary) is None and not Path(f"/usr/sbin/{binary}").exists()]
+    missing = [
+        pkg
+        for binary, pkg in (("redis-server", "redis-server"), ("nginx", "nginx"))
+        if shutil.which(binary) is None and not Path(f"/usr/sbin/{binary}").exists()
+    ]
     if missing:
         raise StackError(f"missing system packages: install them with `apt-get install {' '.join(missing)}`")
 
@@ -244,7 +247,7 @@ class Stack:
 
     def _check_traversable(self) -> None:
         for parent in [self.base_dir, *self.base_dir.parents]:
-            if not os.stat(parent).st_mode & 0o001:
+            if not parent.stat().st_mode & 0o001:
                 raise StackError(f"{parent} is not traversable by the postgres user; choose another base dir")
 
     @staticmethod
@@ -271,8 +274,9 @@ class Stack:
         c = self.config
         if service.startswith("app-"):
             return c.app_ports[int(service.removeprefix("app-")) - 1]
-        return {"primary": c.primary_port, "replica": c.replica_port, "redis": c.redis_port,
-                "nginx": c.nginx_port}[service]
+        return {"primary": c.primary_port, "replica": c.replica_port, "redis": c.redis_port, "nginx": c.nginx_port}[
+            service
+        ]
 
     def running(self, service: str) -> bool:
         return self._read_pid(service) is not None
@@ -297,42 +301,57 @@ class Stack:
     # ---------------------------------------------------------------- postgres
 
     def _pg_conf(self, port: int) -> str:
-        return "\n".join([
-            "# Written by the catalog dev stack.",
-            "listen_addresses = '127.0.0.1'",
-            f"port = {port}",
-            f"unix_socket_directories = '{self.base_dir / 'sock'}'",
-            "wal_level = replica",
-            "max_wal_senders = 10",
-            "wal_keep_size = '1GB'",
-            "hot_standby = on",
-            "hot_standby_feedback = on",
-            "max_connections = 300",
-            "shared_buffers = '256MB'",
-            "fsync = off",
-            "synchronous_commit = off",
-            "full_page_writes = off",
-            "shared_preload_libraries = 'pg_stat_statements'",
-            "pg_stat_statements.track = all",
-            "wal_receiver_status_interval = '1s'",
-            "max_standby_streaming_delay = '30s'",
-            "log_min_messages = warning",
-            "",
-        ])
+        return "\n".join(
+            [
+                "# Written by the catalog dev stack.",
+                "listen_addresses = '127.0.0.1'",
+                f"port = {port}",
+                f"unix_socket_directories = '{self.base_dir / 'sock'}'",
+                "wal_level = replica",
+                "max_wal_senders = 10",
+                "wal_keep_size = '1GB'",
+                "hot_standby = on",
+                "hot_standby_feedback = on",
+                "max_connections = 300",
+                "shared_buffers = '256MB'",
+                "fsync = off",
+                # fsync is off (disposable data), so a synchronous commit costs little, and WAL reaches
+                # the replica at commit rather than at the next WAL-writer round (up to 200 ms later).
+                "synchronous_commit = on",
+                "full_page_writes = off",
+                "shared_preload_libraries = 'pg_stat_statements'",
+                "pg_stat_statements.track = all",
+                "wal_receiver_status_interval = '1s'",
+                "max_standby_streaming_delay = '30s'",
+                "log_min_messages = warning",
+                "",
+            ]
+        )
 
     def _write_pg_conf(self, service: str, port: int) -> None:
         data = self._data_dir(service)
         conf = self._pg_conf(port)
         # Written through the postgres user: the data directory is private to it.
-        subprocess.run(self._as_postgres(["tee", str(data / "catalog.conf")]), input=conf, text=True,
-                       capture_output=True, check=True)
+        subprocess.run(
+            self._as_postgres(["tee", str(data / "catalog.conf")]),
+            input=conf,
+            text=True,
+            capture_output=True,
+            check=True,
+        )
         include = "include_if_exists = 'catalog.conf'\n"
         main_conf = data / "postgresql.conf"
-        current = subprocess.run(self._as_postgres(["cat", str(main_conf)]), capture_output=True, text=True,
-                                 check=True).stdout
+        current = subprocess.run(
+            self._as_postgres(["cat", str(main_conf)]), capture_output=True, text=True, check=True
+        ).stdout
         if include not in current:
-            subprocess.run(self._as_postgres(["tee", "-a", str(main_conf)]), input=include, text=True,
-                           capture_output=True, check=True)
+            subprocess.run(
+                self._as_postgres(["tee", "-a", str(main_conf)]),
+                input=include,
+                text=True,
+                capture_output=True,
+                check=True,
+            )
 
     def _init_primary(self) -> None:
         data = self._data_dir("primary")
@@ -342,13 +361,25 @@ class Stack:
         if self._is_root:
             shutil.chown(data, "postgres", "postgres")
         self._say("  initdb primary")
-        self._run(self._as_postgres([
-            str(_pg_bindir() / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-            "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync",
-        ]))
+        self._run(
+            self._as_postgres(
+                [
+                    str(_pg_bindir() / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                    "--no-sync",
+                ]
+            )
+        )
         hba = "local all all trust\nhost all all 127.0.0.1/32 trust\nhost replication all 127.0.0.1/32 trust\n"
-        subprocess.run(self._as_postgres(["tee", str(data / "pg_hba.conf")]), input=hba, text=True,
-                       capture_output=True, check=True)
+        subprocess.run(
+            self._as_postgres(["tee", str(data / "pg_hba.conf")]), input=hba, text=True, capture_output=True, check=True
+        )
         self._write_pg_conf("primary", self.config.primary_port)
 
     def _pg_initialised(self, data: Path) -> bool:
@@ -367,29 +398,71 @@ class Stack:
         if self._is_root:
             shutil.chown(data, "postgres", "postgres")
         self._say("  pg_basebackup replica")
-        self._run(self._as_postgres([
-            str(_pg_bindir() / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(self.config.primary_port),
-            "-U", "postgres", "-D", str(data), "-R", "-X", "stream", "-c", "fast", "--no-sync",
-        ]))
+        self._run(
+            self._as_postgres(
+                [
+                    str(_pg_bindir() / "pg_basebackup"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.config.primary_port),
+                    "-U",
+                    "postgres",
+                    "-D",
+                    str(data),
+                    "-R",
+                    "-X",
+                    "stream",
+                    "-c",
+                    "fast",
+                    "--no-sync",
+                ]
+            )
+        )
         self._write_pg_conf("replica", self.config.replica_port)
 
     def _pg_start(self, service: str) -> None:
         if self.running(service):
             return
         self._ensure_port_free(service)
+        port = self.config.primary_port if service == "primary" else self.config.replica_port
+        self._write_pg_conf(service, port)  # settings take effect at (re)start
         log = self.logs_dir / f"{service}.log"
-        self._run(self._as_postgres([
-            str(_pg_bindir() / "pg_ctl"), "-D", str(self._data_dir(service)), "-l", str(log), "-w", "-t", "60",
-            "start",
-        ]))
+        self._run(
+            self._as_postgres(
+                [
+                    str(_pg_bindir() / "pg_ctl"),
+                    "-D",
+                    str(self._data_dir(service)),
+                    "-l",
+                    str(log),
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ]
+            )
+        )
 
     def _pg_stop(self, service: str) -> None:
         if not self.running(service):
             return
-        self._run(self._as_postgres([
-            str(_pg_bindir() / "pg_ctl"), "-D", str(self._data_dir(service)), "-m", "fast", "-w", "-t", "60",
-            "stop",
-        ]), check=False)
+        self._run(
+            self._as_postgres(
+                [
+                    str(_pg_bindir() / "pg_ctl"),
+                    "-D",
+                    str(self._data_dir(service)),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "-t",
+                    "60",
+                    "stop",
+                ]
+            ),
+            check=False,
+        )
 
     async def _prepare_database(self) -> None:
         import asyncpg
@@ -426,12 +499,31 @@ class Stack:
         self._ensure_port_free("redis")
         data = self._data_dir("redis")
         data.mkdir(exist_ok=True)
-        self._run([
-            _which("redis-server"), "--port", str(self.config.redis_port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--daemonize", "yes",
-            "--pidfile", str(self._pidfile("redis")), "--logfile", str(self.logs_dir / "redis.log"),
-            "--dir", str(data), "--maxmemory", "512mb", "--maxmemory-policy", "allkeys-lru",
-        ])
+        self._run(
+            [
+                _which("redis-server"),
+                "--port",
+                str(self.config.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "yes",
+                "--pidfile",
+                str(self._pidfile("redis")),
+                "--logfile",
+                str(self.logs_dir / "redis.log"),
+                "--dir",
+                str(data),
+                "--maxmemory",
+                "512mb",
+                "--maxmemory-policy",
+                "allkeys-lru",
+            ]
+        )
         self._wait(lambda: self.running("redis") and port_open(self.config.redis_port), "redis")
 
     # ---------------------------------------------------------------- apps
@@ -446,7 +538,11 @@ class Stack:
         log = (self.logs_dir / f"{service}.log").open("ab")
         proc = subprocess.Popen(
             [self.python, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=PROJECT_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         log.close()
@@ -457,7 +553,7 @@ class Stack:
             if proc.poll() is not None:
                 raise StackError(f"{service} exited ({proc.returncode}); see {self.logs_dir / service}.log")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:  # noqa: S310
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
                     return bool(r.status == 200)
             except OSError:
                 return False
@@ -618,8 +714,9 @@ class Stack:
         for service in self.config.services:
             pid = self._read_pid(service)
             port = self._port_of(service)
-            rows.append({"service": service, "running": pid is not None, "pid": pid, "port": port,
-                         "listening": port_open(port)})
+            rows.append(
+                {"service": service, "running": pid is not None, "pid": pid, "port": port, "listening": port_open(port)}
+            )
         return rows
 
     def _validate(self, service: str) -> None:

@@ -72,7 +72,10 @@ async def _check_replica(services: Services, index: int, primary_lsn: int | None
     # Caught up means no lag, however long ago the last commit was replayed.
     lag_ms = 0.0 if lag_bytes == 0 else round(float(row["since_last_replay_s"] or 0) * 1000, 1)
     return Check(
-        ok=bool(row["in_recovery"]), latency_ms=_ms(started), lag_bytes=lag_bytes, lag_ms=lag_ms,
+        ok=bool(row["in_recovery"]),
+        latency_ms=_ms(started),
+        lag_bytes=lag_bytes,
+        lag_ms=lag_ms,
         replay_paused=row["replay_paused"],
     )
 

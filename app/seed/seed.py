@@ -40,10 +40,13 @@ def product_records(count: int, categories: list[tuple[int, str, str]], seed: in
     rng = random.Random(seed)
     base_names = list(CATEGORIES)
     for n in range(1, count + 1):
-        category_id, _slug_, cat_name = categories[rng.randrange(len(categories))]
+        category_id, _, cat_name = categories[rng.randrange(len(categories))]
         nouns = CATEGORIES[base_names[(category_id - 1) % len(base_names)]]
         noun, adjective, material, brand = (
-            rng.choice(nouns), rng.choice(ADJECTIVES), rng.choice(MATERIALS), rng.choice(BRANDS)
+            rng.choice(nouns),
+            rng.choice(ADJECTIVES),
+            rng.choice(MATERIALS),
+            rng.choice(BRANDS),
         )
         name = f"{brand} {adjective} {material} {noun}"
         f1, f2 = rng.sample(FEATURES, 2)
@@ -57,8 +60,14 @@ def product_records(count: int, categories: list[tuple[int, str, str]], seed: in
 
 
 async def seed(
-    dsn: str, *, products: int, categories: int, seed_value: int = 42, only_if_empty: bool = True,
-    batch_size: int = 20_000, show_progress: bool = True,
+    dsn: str,
+    *,
+    products: int,
+    categories: int,
+    seed_value: int = 42,
+    only_if_empty: bool = True,
+    batch_size: int = 20_000,
+    show_progress: bool = True,
 ) -> SeedResult:
     """Load demo data with COPY. With ``only_if_empty`` an existing catalog is left alone."""
     conn = await asyncpg.connect(dsn, server_settings={"application_name": "catalog.ops"})
@@ -70,7 +79,10 @@ async def seed(
             await conn.copy_records_to_table("categories", records=cats, columns=("id", "slug", "name"))
             await conn.execute("SELECT setval(pg_get_serial_sequence('categories', 'id'), $1)", len(cats))
             with Progress(
-                TextColumn("seeding products"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                TextColumn("seeding products"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
                 disable=not show_progress,
             ) as progress:
                 task = progress.add_task("products", total=products)

@@ -105,8 +105,14 @@ async def test_if_match(client: httpx.AsyncClient, admin_headers: dict[str, str]
 
     fresh = await client.put(
         "/products/4",
-        json={"sku": "SKU-PUT-4", "name": "Replaced", "description": "d", "category_id": 2,
-              "price_cents": 500, "currency": "EUR"},
+        json={
+            "sku": "SKU-PUT-4",
+            "name": "Replaced",
+            "description": "d",
+            "category_id": 2,
+            "price_cents": 500,
+            "currency": "EUR",
+        },
         headers={**admin_headers, "If-Match": f'"{current}"'},
     )
     assert fresh.status_code == 200, fresh.text
@@ -115,8 +121,14 @@ async def test_if_match(client: httpx.AsyncClient, admin_headers: dict[str, str]
 
     again = await client.put(
         "/products/4",
-        json={"sku": "SKU-PUT-4", "name": "Again", "description": "d", "category_id": 2,
-              "price_cents": 500, "currency": "EUR"},
+        json={
+            "sku": "SKU-PUT-4",
+            "name": "Again",
+            "description": "d",
+            "category_id": 2,
+            "price_cents": 500,
+            "currency": "EUR",
+        },
         headers={**admin_headers, "If-Match": f'"{current}"'},
     )
     assert again.status_code == 412

@@ -9,7 +9,6 @@ from app.core.policy import FRAMEWORK_ROUTES, POLICIES, POLICY_BY_ROUTE, PathCla
 from app.core.settings import load_settings
 from app.main import create_app
 
-
 # Handlers that Litestar's Prometheus and OpenAPI plugins build; their policy is in the table,
 # but the decorator is not ours to pass it to.
 _PLUGIN_HANDLERS = {("GET", "/metrics"), ("GET", "/schema/openapi.json")}

@@ -6,12 +6,14 @@ from app.core.settings import SettingsError, load_settings
 
 
 def test_reads_typed_values_from_the_environment() -> None:
-    s = load_settings({
-        "CATALOG_REPLICA_DSNS": "postgresql://a/x, postgresql://b/x",
-        "CATALOG_POOL_MAX_SIZE": "7",
-        "CATALOG_COOKIE_SECURE": "false",
-        "CATALOG_RELAY_POLL_INTERVAL_S": "0.5",
-    })
+    s = load_settings(
+        {
+            "CATALOG_REPLICA_DSNS": "postgresql://a/x, postgresql://b/x",
+            "CATALOG_POOL_MAX_SIZE": "7",
+            "CATALOG_COOKIE_SECURE": "false",
+            "CATALOG_RELAY_POLL_INTERVAL_S": "0.5",
+        }
+    )
     assert s.replica_dsns == ("postgresql://a/x", "postgresql://b/x")
     assert s.pool_max_size == 7
     assert s.cookie_secure is False

@@ -9,8 +9,14 @@ from app.core.sql import load_queries, parse_queries
 def test_catalog_queries_exist() -> None:
     queries = load_queries("catalog")
     expected = {
-        "get_product", "product_state", "insert_product", "update_product", "adjust_inventory",
-        "archive_product", "insert_outbox_event", "commit_lsn",
+        "get_product",
+        "product_state",
+        "insert_product",
+        "update_product",
+        "adjust_inventory",
+        "archive_product",
+        "insert_outbox_event",
+        "commit_lsn",
     }
     assert expected <= set(queries)
     assert all(q.strip() and not q.rstrip().endswith(";") for q in queries.values())

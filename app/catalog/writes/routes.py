@@ -12,7 +12,14 @@ from litestar.di import NamedDependency, Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody, PathParameter
 
-from app.catalog.schemas import MAX_BIGINT, InventoryDelta, ProductCreate, ProductPatch, ProductRead, ProductReplace
+from app.catalog.schemas import (
+    MAX_BIGINT,
+    InventoryDelta,
+    ProductCreate,
+    ProductPatch,
+    ProductRead,
+    ProductReplace,
+)
 from app.catalog.writes.service import ProductWrites, WriteResult
 from app.core.metrics import RYW_TOKENS_IGNORED
 from app.core.policy import policy
@@ -71,8 +78,11 @@ def _written(request: Request[Any, Any, Any], result: WriteResult, status_code: 
     if status_code == 201:
         headers["Location"] = f"/products/{product.id}"
     return Response(
-        content=_encoder.encode(product), status_code=status_code, media_type="application/json",
-        headers=headers, cookies=[cookie],
+        content=_encoder.encode(product),
+        status_code=status_code,
+        media_type="application/json",
+        headers=headers,
+        cookies=[cookie],
     )
 
 
@@ -98,8 +108,11 @@ async def create_product(
 
 @put(**policy("product.replace").handler_kwargs(), dependencies=_WRITES, responses=_PRODUCT_RESPONSE)
 async def replace_product(
-    request: Request[Any, Any, Any], product_id: ProductId, data: JSONBody[ProductReplace],
-    writes: NamedDependency[ProductWrites], if_match: IfMatch = None,
+    request: Request[Any, Any, Any],
+    product_id: ProductId,
+    data: JSONBody[ProductReplace],
+    writes: NamedDependency[ProductWrites],
+    if_match: IfMatch = None,
 ) -> Response[bytes]:
     fields = msgspec.structs.asdict(data)
     return _written(request, await writes.update(product_id, fields, parse_if_match(if_match)))
@@ -107,8 +120,11 @@ async def replace_product(
 
 @patch(**policy("product.update").handler_kwargs(), dependencies=_WRITES, responses=_PRODUCT_RESPONSE)
 async def update_product(
-    request: Request[Any, Any, Any], product_id: ProductId, data: JSONBody[ProductPatch],
-    writes: NamedDependency[ProductWrites], if_match: IfMatch = None,
+    request: Request[Any, Any, Any],
+    product_id: ProductId,
+    data: JSONBody[ProductPatch],
+    writes: NamedDependency[ProductWrites],
+    if_match: IfMatch = None,
 ) -> Response[bytes]:
     fields = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
     return _written(request, await writes.update(product_id, fields, parse_if_match(if_match)))
@@ -121,15 +137,21 @@ async def update_product(
     responses=_PRODUCT_RESPONSE,
 )
 async def adjust_inventory(
-    request: Request[Any, Any, Any], product_id: ProductId, data: JSONBody[InventoryDelta],
+    request: Request[Any, Any, Any],
+    product_id: ProductId,
+    data: JSONBody[InventoryDelta],
     writes: NamedDependency[ProductWrites],
 ) -> Response[bytes]:
     return _written(request, await writes.adjust_inventory(product_id, data.delta))
 
 
-@delete(**policy("product.archive").handler_kwargs(), dependencies=_WRITES, status_code=200, responses=_PRODUCT_RESPONSE)
+@delete(
+    **policy("product.archive").handler_kwargs(), dependencies=_WRITES, status_code=200, responses=_PRODUCT_RESPONSE
+)
 async def archive_product(
-    request: Request[Any, Any, Any], product_id: ProductId, writes: NamedDependency[ProductWrites],
+    request: Request[Any, Any, Any],
+    product_id: ProductId,
+    writes: NamedDependency[ProductWrites],
     if_match: IfMatch = None,
 ) -> Response[bytes]:
     return _written(request, await writes.archive(product_id, parse_if_match(if_match)))

@@ -49,8 +49,13 @@ class ProductWrites:
     async def create(self, fields: dict[str, Any]) -> WriteResult:
         """Insert a product at version 1 with a ``product.created`` event."""
         args = (
-            fields["sku"], fields["name"], fields["description"], fields["category_id"],
-            fields["price_cents"], fields["currency"], fields["inventory"],
+            fields["sku"],
+            fields["name"],
+            fields["description"],
+            fields["category_id"],
+            fields["price_cents"],
+            fields["currency"],
+            fields["inventory"],
         )
         return await self._write("product.created", None, Q["insert_product"], *args)
 
@@ -83,8 +88,10 @@ class ProductWrites:
                     old_category_id = record.pop("old_category_id")
                     product = ProductRead(**record)
                     event = ProductEvent(
-                        id=product.id, version=product.version,
-                        category_id=product.category_id, old_category_id=old_category_id,
+                        id=product.id,
+                        version=product.version,
+                        category_id=product.category_id,
+                        old_category_id=old_category_id,
                     )
                     await conn.fetchrow(Q["insert_outbox_event"], event_type, product.id, msgspec.to_builtins(event))
             except asyncpg.UniqueViolationError:
@@ -105,10 +112,16 @@ class ProductWrites:
             raise Problem(404, "product_not_found", f"product {product_id} does not exist")
         if event_type == "product.inventory_changed":
             raise Problem(
-                409, "insufficient_inventory", "the change would take inventory below zero",
-                product_id=product_id, delta=args[1], inventory=state["inventory"],
+                409,
+                "insufficient_inventory",
+                "the change would take inventory below zero",
+                product_id=product_id,
+                delta=args[1],
+                inventory=state["inventory"],
             )
         raise Problem(
-            412, "version_mismatch", f"If-Match does not match the current version {state['version']}",
+            412,
+            "version_mismatch",
+            f"If-Match does not match the current version {state['version']}",
             current_version=state["version"],
         )
