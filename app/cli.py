@@ -73,6 +73,32 @@ def _seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _relay(args: argparse.Namespace) -> int:
+    import signal
+
+    from app.core.logging import configure_logging
+    from app.core.redis import create_redis
+    from app.outbox.relay import OutboxRelay, RelayConfig
+
+    settings = get_settings()
+    configure_logging(settings)
+
+    async def run() -> None:
+        redis = create_redis(settings, timeout_ms=settings.relay_redis_timeout_ms)
+        relay = OutboxRelay(RelayConfig.from_settings(settings, name=args.name), redis)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await relay.run(stop)
+        finally:
+            await redis.aclose()
+
+    asyncio.run(run())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="catalog", description="Catalog service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -86,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     mig.add_argument("--dsn", help="superuser/owner DSN (default: $CATALOG_PRIMARY_DSN)")
     mig.add_argument("--grant-to", metavar="ROLE", help="create/grant the app's least-privilege role")
     mig.set_defaults(func=_migrate)
+
+    relay = sub.add_parser("relay", help="run the outbox relay alone (app instances also run one)")
+    relay.add_argument("--name", default="relay", help="recorded in outbox.processed_by")
+    relay.set_defaults(func=_relay)
 
     sd = sub.add_parser("seed", help="load demo categories and products with COPY")
     sd.add_argument("--dsn", help="DSN (default: $CATALOG_PRIMARY_DSN)")

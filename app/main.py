@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -25,6 +27,7 @@ from app.core.ryw import RywCodec
 from app.core.settings import Settings, get_settings
 from app.core.state import Services
 from app.ops.health import ROUTES as OPS_ROUTES
+from app.outbox.relay import OutboxRelay, RelayConfig
 
 log = structlog.get_logger("catalog.app")
 
@@ -48,6 +51,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ]
         router = ReadRouter(primary=primary_reads, replicas=replicas, retry_after_s=settings.replica_retry_after_s)
         redis = create_redis(settings)
+        relay: OutboxRelay | None = None
+        relay_task: asyncio.Task[None] | None = None
+        relay_redis = None
+        stop = asyncio.Event()
+        if settings.relay_enabled:
+            relay_redis = create_redis(settings, timeout_ms=settings.relay_redis_timeout_ms)
+            relay = OutboxRelay(RelayConfig.from_settings(settings), relay_redis)
+            relay_task = asyncio.create_task(relay.run(stop), name="outbox-relay")
+            relay_task.add_done_callback(_log_task_end)
         app.state.services = Services(
             settings=settings,
             write_pool=write_pool,
@@ -56,12 +68,24 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ryw=RywCodec.from_settings(settings),
             product_reads=ProductReads(router),
             product_writes=ProductWrites(write_pool),
+            relay=relay,
         )
         log.info("app.started", instance=settings.instance_name, replicas=len(replicas))
         try:
             yield
         finally:
-            # Shutdown order: Redis, then the replica pools, then the primary (CONVENTIONS.md 8).
+            # Shutdown order: side tasks, Redis, the replica pools, then the primary (CONVENTIONS.md 8).
+            stop.set()
+            if relay_task is not None:
+                try:
+                    await asyncio.wait_for(relay_task, timeout=5)
+                except TimeoutError:
+                    log.warning("relay.stop_timeout")
+                    relay_task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await relay_task
+            if relay_redis is not None:
+                await relay_redis.aclose()
             await redis.aclose()
             await router.close()
             await write_pool.close()
@@ -87,3 +111,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         debug=False,
     )
+
+
+def _log_task_end(task: asyncio.Task[None]) -> None:
+    if task.cancelled():
+        return
+    if (exc := task.exception()) is not None:
+        log.error("task.crashed", task=task.get_name(), error=repr(exc))

@@ -39,7 +39,8 @@ CREATE TABLE outbox (
     attempts         integer NOT NULL DEFAULT 0,
     last_error       text,
     next_attempt_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
-    processed_at     timestamptz
+    processed_at     timestamptz,
+    processed_by     text
 );
 CREATE INDEX outbox_pending_idx ON outbox (next_attempt_at, id) WHERE processed_at IS NULL;
 CREATE INDEX outbox_processed_idx ON outbox (processed_at) WHERE processed_at IS NOT NULL;

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,6 +130,8 @@ class ScratchDatabase:
             "pool_max_size": 5,
             "log_level": "warning",
             "log_format": "console",
+            # Tests that need the relay switch it on; elsewhere outbox rows must stay put.
+            "relay_enabled": False,
         }
         values.update(overrides)
         return load_settings({}, **values)
@@ -206,6 +209,30 @@ async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://catalog.test") as c:
         yield c
+
+
+@pytest.fixture
+async def redis_client(stack: Stack) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.from_url(f"redis://127.0.0.1:{stack.config.redis_port}/1")
+    await client.flushdb()
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[tuple[Litestar, httpx.AsyncClient]]:
+    """An app (lifespan started) and a client for it, for tests that need non-default settings."""
+    application = create_app(settings)
+    lifespan = AppLifespan(application)
+    await lifespan.start()
+    try:
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://catalog.test") as client:
+            yield application, client
+    finally:
+        await lifespan.stop()
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-async def _init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+async def init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
     # jsonb in and out as raw JSON text encoded/decoded by msgspec.
     await conn.set_type_codec(
         "jsonb",
@@ -63,7 +63,7 @@ async def create_write_pool(settings: Settings, role: Role = "api") -> WritePool
         max_size=settings.pool_max_size,
         timeout=settings.connect_timeout_s,
         server_settings=_server_settings(settings, role, read_only=False),
-        init=_init_connection,
+        init=init_connection,
     )
     return WritePool(pool)
 
@@ -76,7 +76,7 @@ async def create_read_pool(dsn: str, settings: Settings, role: Role = "api") -> 
         max_size=settings.pool_max_size,
         timeout=settings.connect_timeout_s,
         server_settings=_server_settings(settings, role, read_only=True),
-        init=_init_connection,
+        init=init_connection,
     )
     return ReadPool(pool)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 READ_SOURCE = Counter(
     "catalog_read_source_total",
@@ -25,3 +25,19 @@ DB_QUERY_SECONDS = Histogram(
     ["pool", "query"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
+
+OUTBOX_PENDING = Gauge("catalog_outbox_pending", "Outbox events not yet processed.")
+OUTBOX_OLDEST_AGE = Gauge("catalog_outbox_oldest_pending_age_seconds", "Age of the oldest unprocessed event.")
+OUTBOX_PROCESSED = Counter("catalog_outbox_events_processed_total", "Outbox events applied to Redis.", ["event_type"])
+OUTBOX_FAILED = Counter("catalog_outbox_events_failed_total", "Outbox event attempts that failed.", ["event_type"])
+OUTBOX_BATCH_SIZE = Histogram(
+    "catalog_outbox_batch_size",
+    "Events per claimed batch.",
+    buckets=(1, 2, 5, 10, 50, 100, 500, 1000, 2000, 5000),
+)
+INVALIDATION_LATENCY = Histogram(
+    "catalog_invalidation_latency_seconds",
+    "From the outbox event's creation (in the write transaction) to its Redis work being done.",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0),
+)
+RELAY_RECONNECTS = Counter("catalog_relay_reconnects_total", "Times the relay lost and re-opened its connection.")

@@ -9,9 +9,12 @@ from redis.backoff import NoBackoff
 from app.core.settings import Settings
 
 
-def create_redis(settings: Settings) -> Redis:
-    """A client whose pool carries the timeouts and the retry policy (redis-py 8 ignores them on Redis())."""
-    timeout = settings.redis_socket_timeout_ms / 1000
+def create_redis(settings: Settings, timeout_ms: int | None = None) -> Redis:
+    """A client whose pool carries the timeouts and the retry policy (redis-py 8 ignores them on Redis()).
+
+    Display reads use the tight default; the relay passes a longer timeout for its big pipelines.
+    """
+    timeout = (timeout_ms or settings.redis_socket_timeout_ms) / 1000
     pool = ConnectionPool.from_url(
         settings.redis_url,
         socket_timeout=timeout,

@@ -55,6 +55,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     relay_enabled: bool = True
     relay_poll_interval_s: float = 1.0
+    relay_batch_size: int = 2_000
+    relay_probe_interval_s: float = 5.0
+    relay_max_backoff_s: float = 5.0
+    relay_redis_timeout_ms: int = 2_000
+    # Processed events are kept this long for inspection (ops/outbox tail), then purged in batches.
+    outbox_retention_s: int = 86_400
+    # Fences must outlive the largest replica lag ever served; a replica behind max_replica_lag is
+    # out of rotation, so a generous multiple of it is safe.
+    fence_ttl_s: int = 300
 
     def __post_init__(self) -> None:
         if self.pool_min_size < 0 or self.pool_max_size < 1 or self.pool_min_size > self.pool_max_size:
@@ -67,6 +76,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             self.admin_token == "dev-admin-token" or self.ryw_secret == "dev-ryw-secret-change-me"  # noqa: S105
         ):
             raise SettingsError("CATALOG_ADMIN_TOKEN and CATALOG_RYW_SECRET must be set in production")
+        if self.fence_ttl_s * 1000 <= 10 * self.max_replica_lag_ms:
+            raise SettingsError("CATALOG_FENCE_TTL_S must exceed 10x CATALOG_MAX_REPLICA_LAG_MS")
+        if self.relay_poll_interval_s <= 0 or self.relay_batch_size < 1:
+            raise SettingsError("CATALOG_RELAY_POLL_INTERVAL_S and CATALOG_RELAY_BATCH_SIZE must be positive")
         if len(self.ryw_secret) < 16:
             raise SettingsError("CATALOG_RYW_SECRET must be at least 16 characters")
 

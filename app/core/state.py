@@ -14,6 +14,7 @@ from app.catalog.writes.service import ProductWrites
 from app.core.db import WritePool
 from app.core.ryw import RywCodec
 from app.core.settings import Settings
+from app.outbox.relay import OutboxRelay
 
 
 @dataclass(slots=True)
@@ -25,6 +26,7 @@ class Services:
     ryw: RywCodec
     product_reads: ProductReads
     product_writes: ProductWrites
+    relay: OutboxRelay | None = None
 
 
 def services_of(request: Request[Any, Any, Any]) -> Services:

@@ -38,6 +38,7 @@ class Readiness(msgspec.Struct, kw_only=True):
     primary: Check
     replicas: dict[str, Check]
     redis: Check
+    listener: dict[str, Any]
 
 
 def _failed(started: float, exc: BaseException) -> Check:
@@ -103,10 +104,16 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[Readiness]:
         *(_check_replica(services, i, primary_lsn) for i in range(len(services.reads_router.replicas)))
     )
     replicas = {r.name: c for r, c in zip(services.reads_router.replicas, replica_checks, strict=True)}
-    degraded = not redis.ok or not all(c.ok for c in replicas.values())
+    listener = services.relay.status() if services.relay else {"ok": True, "enabled": False}
+    degraded = not redis.ok or not all(c.ok for c in replicas.values()) or not listener["ok"]
     status = "unavailable" if not primary.ok else "degraded" if degraded else "ok"
     body = Readiness(
-        status=status, instance=services.settings.instance_name, primary=primary, replicas=replicas, redis=redis
+        status=status,
+        instance=services.settings.instance_name,
+        primary=primary,
+        replicas=replicas,
+        redis=redis,
+        listener=listener,
     )
     return Response(body, status_code=503 if not primary.ok else 200)
 

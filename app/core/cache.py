@@ -1,0 +1,91 @@
+"""Redis key layout and the two atomic primitives that keep the product cache honest.
+
+Keys (Redis-Cluster-safe: a key without braces hashes whole, so ``product:42`` and
+``{product:42}:fence`` land in the same slot and one script may touch both):
+
+- ``product:<id>``         the cached product: ``b"<version>|<json>"``
+- ``{product:<id>}:fence`` the highest version the relay has seen committed for this product
+- ``gen:category:<id>``, ``gen:search``, ``gen:top-selling``  list/search cache generations
+
+The fence closes the stale-refill races (DESIGN.md rule 4): a fill that read an old row, from a
+slow query or a lagging replica, is refused once the relay has announced a newer version.
+"""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+GEN_SEARCH = "gen:search"
+GEN_TOP_SELLING = "gen:top-selling"
+
+
+def product_key(product_id: int) -> str:
+    return f"product:{product_id}"
+
+
+def fence_key(product_id: int) -> str:
+    return f"{{product:{product_id}}}:fence"
+
+
+def category_generation_key(category_id: int) -> str:
+    return f"gen:category:{category_id}"
+
+
+def encode_entry(version: int, body: bytes) -> bytes:
+    return b"%d|%b" % (version, body)
+
+
+def decode_entry(raw: bytes) -> tuple[int, bytes]:
+    """``(version, json_bytes)`` from a cache entry; the JSON is never decoded here."""
+    head, _, body = raw.partition(b"|")
+    return int(head), body
+
+
+# Raise the fence to max(fence, version), then drop the cached entry. Idempotent: applying the
+# same event twice, or events out of order, leaves the same state.
+# KEYS: product key, fence key. ARGV: version, fence TTL in ms.
+_FENCE_AND_DELETE = """
+local current = tonumber(redis.call('GET', KEYS[2]) or '0')
+local version = tonumber(ARGV[1])
+if version > current then
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+else
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+# Cache a product only if it is at least as new as the fence and as any cached entry.
+# KEYS: product key, fence key. ARGV: version, entry bytes, TTL in ms.
+# Returns 1 when stored, 0 when refused as stale.
+_FILL_IF_NEWER = """
+local version = tonumber(ARGV[1])
+local fence = tonumber(redis.call('GET', KEYS[2]) or '0')
+if version < fence then return 0 end
+local cached = redis.call('GET', KEYS[1])
+if cached then
+  local cached_version = tonumber(string.match(cached, '^(%d+)|'))
+  if cached_version and version < cached_version then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
+
+class CacheScripts:
+    """The Lua primitives registered on one Redis client."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.fence_and_delete: AsyncScript = redis.register_script(_FENCE_AND_DELETE)
+        self.fill_if_newer_script: AsyncScript = redis.register_script(_FILL_IF_NEWER)
+        self.redis = redis
+
+    async def fill_if_newer(self, product_id: int, version: int, body: bytes, ttl_ms: int) -> bool:
+        """Store the entry unless a newer version was fenced or is cached; True when stored."""
+        stored = await self.fill_if_newer_script(
+            keys=[product_key(product_id), fence_key(product_id)],
+            args=[version, encode_entry(version, body), ttl_ms],
+        )
+        return bool(stored)

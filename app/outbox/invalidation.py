@@ -1,0 +1,62 @@
+"""What an outbox event means for Redis, and applying a whole batch of them in one pipeline.
+
+Every step is idempotent (fence = max, delete, generation bump), so at-least-once delivery is
+safe: applying a batch twice, or two overlapping batches, leaves the cache in the same state as
+applying it once. (A generation bumped twice only costs an extra list-cache miss.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+from app.core.cache import GEN_SEARCH, GEN_TOP_SELLING, CacheScripts, category_generation_key, fence_key, product_key
+
+
+@dataclass(slots=True)
+class InvalidationPlan:
+    """The Redis work for a batch, deduplicated: per product only the newest version matters."""
+
+    versions: dict[int, int] = field(default_factory=dict)
+    categories: set[int] = field(default_factory=set)
+    lists: bool = False
+
+    def add(self, payload: Mapping[str, Any]) -> bool:
+        """Fold one event's payload in; False when the payload names no product (nothing to do)."""
+        product_id, version = payload.get("id"), payload.get("version")
+        if not isinstance(product_id, int) or not isinstance(version, int):
+            return False
+        self.versions[product_id] = max(version, self.versions.get(product_id, 0))
+        for key in ("category_id", "old_category_id"):
+            category = payload.get(key)
+            if isinstance(category, int):
+                self.categories.add(category)
+        self.lists = True
+        return True
+
+    @classmethod
+    def of(cls, payloads: Iterable[Mapping[str, Any]]) -> InvalidationPlan:
+        plan = cls()
+        for payload in payloads:
+            plan.add(payload)
+        return plan
+
+
+async def apply_plan(redis: Redis, scripts: CacheScripts, plan: InvalidationPlan, fence_ttl_ms: int) -> None:
+    """Fence and delete every product, bump every affected list generation: one round trip."""
+    if not plan.versions and not plan.lists:
+        return
+    async with redis.pipeline(transaction=False) as pipe:
+        for product_id, version in plan.versions.items():
+            await scripts.fence_and_delete(
+                keys=[product_key(product_id), fence_key(product_id)], args=[version, fence_ttl_ms], client=pipe
+            )
+        for category_id in sorted(plan.categories):
+            pipe.incr(category_generation_key(category_id))
+        if plan.lists:
+            pipe.incr(GEN_SEARCH)
+            pipe.incr(GEN_TOP_SELLING)
+        await pipe.execute()
