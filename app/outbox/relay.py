@@ -242,9 +242,13 @@ class OutboxRelay:
     def _observe(self, rows: list[asyncpg.Record]) -> None:
         now = time.time()
         OUTBOX_BATCH_SIZE.observe(len(rows))
+        by_type: dict[str, int] = {}
+        observe = INVALIDATION_LATENCY.observe
         for row in rows:
-            OUTBOX_PROCESSED.labels(row["event_type"]).inc()
-            INVALIDATION_LATENCY.observe(max(0.0, now - row["created_at"].timestamp()))
+            by_type[row["event_type"]] = by_type.get(row["event_type"], 0) + 1
+            observe(max(0.0, now - row["created_at"].timestamp()))
+        for event_type, count in by_type.items():
+            OUTBOX_PROCESSED.labels(event_type).inc(count)
         self.processed_total += len(rows)
         self.last_batch_at = now
         self.last_error = None

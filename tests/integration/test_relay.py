@@ -7,7 +7,6 @@ import statistics
 import time
 
 import asyncpg
-import httpx
 import pytest
 import redis.asyncio as aioredis
 
@@ -66,8 +65,10 @@ async def test_notify_invalidates_within_100ms(
     latencies.sort()
     p50 = statistics.median(latencies)
     p99 = latencies[int(len(latencies) * 0.99) - 1]
-    print(f"\ninvalidation via NOTIFY (write request start → key gone), n={len(latencies)}: "
-          f"p50={p50 * 1000:.1f} ms p99={p99 * 1000:.1f} ms")
+    print(
+        f"\ninvalidation via NOTIFY (write request start → key gone), n={len(latencies)}: "
+        f"p50={p50 * 1000:.1f} ms p99={p99 * 1000:.1f} ms"
+    )
     assert p99 < 0.100
     assert await _pending(primary) == 0
 
@@ -97,8 +98,7 @@ async def test_killed_listener_connection_reconnects_and_still_invalidates(
         assert relay.connections >= 2
         assert relay.backend_pid != first_pid
         new_pid = await primary.fetchval(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = 'catalog.relay' "
-            "AND datname = current_database()"
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'catalog.relay' AND datname = current_database()"
         )
         assert new_pid == relay.backend_pid
         ready = (await client.get("/readyz")).json()
@@ -137,14 +137,19 @@ async def _zero(primary: asyncpg.Connection) -> bool:
 
 
 async def test_redis_outage_keeps_events_pending_then_drains(
-    db: ScratchDatabase, stack, redis_client: aioredis.Redis, primary: asyncpg.Connection,  # type: ignore[no-untyped-def]
+    db: ScratchDatabase,
+    stack,
+    redis_client: aioredis.Redis,
+    primary: asyncpg.Connection,  # type: ignore[no-untyped-def]
     admin_headers: dict[str, str],
 ) -> None:
     proxy = TcpProxy(target_port=stack.config.redis_port, listen_port=free_port())
     await proxy.start()
     try:
         settings = db.settings(
-            relay_enabled=True, relay_poll_interval_s=0.2, relay_max_backoff_s=0.5,
+            relay_enabled=True,
+            relay_poll_interval_s=0.2,
+            relay_max_backoff_s=0.5,
             redis_url=f"redis://127.0.0.1:{proxy.port}/1",
         )
         pids = list(range(100, 140))
@@ -177,8 +182,9 @@ async def test_duplicate_delivery_leaves_the_same_product_state(
 ) -> None:
     from app.outbox.invalidation import InvalidationPlan, apply_plan
 
-    payloads = [{"id": pid, "version": v, "category_id": 1, "old_category_id": 2}
-                for pid in range(1, 30) for v in (2, 3)]
+    payloads = [
+        {"id": pid, "version": v, "category_id": 1, "old_category_id": 2} for pid in range(1, 30) for v in (2, 3)
+    ]
     scripts = CacheScripts(redis_client)
 
     async def snapshot() -> dict[bytes, bytes | None]:
@@ -218,12 +224,15 @@ async def test_two_relays_racing_never_process_an_event_twice(
     assert sum(r.processed_total for r in relays) == 3000
     assert all(r.processed_total > 0 for r in relays), "both relays should have taken work"
     assert await primary.fetchval("SELECT count(*) FROM outbox WHERE attempts <> 1") == 0
-    by = {r["processed_by"]: r["n"] for r in await primary.fetch(
-        "SELECT processed_by, count(*) AS n FROM outbox GROUP BY 1")}
+    by = {
+        r["processed_by"]: r["n"]
+        for r in await primary.fetch("SELECT processed_by, count(*) AS n FROM outbox GROUP BY 1")
+    }
     assert by == {"r1": relays[0].processed_total, "r2": relays[1].processed_total}
     for pid in range(1, 201):
         expected = await primary.fetchval(
-            "SELECT max((payload->>'version')::int) FROM outbox WHERE aggregate_id = $1", pid)
+            "SELECT max((payload->>'version')::int) FROM outbox WHERE aggregate_id = $1", pid
+        )
         assert int(await redis_client.get(fence_key(pid))) == expected
 
 

@@ -86,3 +86,64 @@ def test_up_again_changes_nothing(stack: Stack) -> None:
     stack.up()
     assert stack.status() == before
     assert (stack.run_dir / "stack.env").read_text() == env_before
+
+
+def _outbox_status(stack: Stack) -> dict[str, object]:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app.outbox.ops",
+            "--dsn",
+            stack.config.superuser_dsn(stack.config.primary_port),
+            "status",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out)  # type: ignore[no-any-return]
+
+
+def test_write_through_nginx_invalidates_the_cached_product(stack: Stack, admin: dict[str, str]) -> None:
+    import redis
+
+    r = redis.Redis.from_url(stack.config.redis_url)
+    try:
+        with httpx.Client(base_url=stack.config.url, timeout=5) as client:
+            r.set("product:12", b"1|stale")
+            response = client.patch("/products/12", json={"name": "Fresh name"}, headers=admin)
+            assert response.status_code == 200
+            deadline = time.monotonic() + 0.1
+            while r.exists("product:12") and time.monotonic() < deadline:
+                time.sleep(0.001)
+            assert not r.exists("product:12"), "the relay in the app instances should have deleted it"
+    finally:
+        r.close()
+    status = _outbox_status(stack)
+    assert status["pending"] == 0
+    assert set(status) >= {"pending", "oldest_pending_age_seconds", "failing", "processed_last_minute"}
+
+
+def test_redis_down_writes_still_commit_and_the_backlog_drains(stack: Stack, admin: dict[str, str]) -> None:
+    stack.stop("redis")
+    try:
+        with httpx.Client(base_url=stack.config.url, timeout=5) as client:
+            for pid in range(30, 60):
+                assert client.patch(f"/products/{pid}", json={"price_cents": 42}, headers=admin).status_code == 200
+            assert client.get("/products/30").status_code == 200, "reads survive Redis being down"
+        time.sleep(0.5)
+        status = _outbox_status(stack)
+        assert status["pending"] == 30
+        assert status["failing"] == 30
+        assert all("redis" in e["last_error"] for e in status["failing_events"])  # type: ignore[attr-defined]
+    finally:
+        stack.start("redis")
+    deadline = time.monotonic() + 10
+    while _outbox_status(stack)["pending"] != 0:
+        assert time.monotonic() < deadline, "backlog did not drain after Redis came back"
+        time.sleep(0.2)

@@ -1,0 +1,113 @@
+"""Outbox drain benchmark: how many events per second the relay turns into Redis invalidations.
+
+Runs against the dev stack (``.run/stack.env``) but touches nothing of the demo catalog: it
+uses a scratch database on the primary and its own Redis database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from dataclasses import dataclass
+
+import asyncpg
+from redis.asyncio import Redis
+
+from app.core.migrate import migrate
+from app.outbox.relay import OutboxRelay, RelayConfig
+
+BENCH_DB = "catalog_bench_outbox"
+
+
+@dataclass(frozen=True, slots=True)
+class DrainRun:
+    events: int
+    relays: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+
+async def _scratch_db(admin_dsn: str) -> str:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        await conn.execute(f"CREATE DATABASE {BENCH_DB}")
+    finally:
+        await conn.close()
+    base, _, _ = admin_dsn.rpartition("/")
+    dsn = f"{base}/{BENCH_DB}"
+    await migrate(dsn)
+    return dsn
+
+
+async def _load(dsn: str, events: int, products: int) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("TRUNCATE outbox")
+        await conn.execute(
+            """INSERT INTO outbox (event_type, aggregate_id, payload)
+               SELECT 'product.updated', g % $2 + 1,
+                      jsonb_build_object('id', g % $2 + 1, 'version', g, 'category_id', g % 16 + 1,
+                                         'old_category_id', g % 16 + 1)
+               FROM generate_series(1, $1) AS g""",
+            events,
+            products,
+        )
+        await conn.execute("VACUUM ANALYZE outbox")
+    finally:
+        await conn.close()
+
+
+async def drain_once(dsn: str, redis_url: str, *, events: int, products: int, relays: int, batch: int) -> DrainRun:
+    """Load ``events`` pending events, then time ``relays`` relays draining them to zero."""
+    await _load(dsn, events, products)
+    redis = Redis.from_url(redis_url)
+    await redis.flushdb()
+    conn = await asyncpg.connect(dsn)
+    stop = asyncio.Event()
+    workers = [
+        OutboxRelay(RelayConfig(name=f"bench-{i}", dsn=dsn, batch_size=batch, poll_interval_s=0.05), redis)
+        for i in range(relays)
+    ]
+    started = time.perf_counter()
+    tasks = [asyncio.create_task(w.run(stop)) for w in workers]
+    try:
+        # Drained means the database says so, not the relays' own counters.
+        while await conn.fetchval("SELECT EXISTS (SELECT 1 FROM outbox WHERE processed_at IS NULL)"):  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        elapsed = time.perf_counter() - started
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        await conn.close()
+        await redis.flushdb()
+        await redis.aclose()
+    processed = sum(w.processed_total for w in workers)
+    if processed != events:
+        raise RuntimeError(f"processed {processed} events, expected {events}")
+    return DrainRun(events, relays, elapsed)
+
+
+async def bench_outbox(
+    admin_dsn: str, redis_url: str, *, events: int, products: int, runs: int, batch: int
+) -> dict[int, list[DrainRun]]:
+    dsn = await _scratch_db(admin_dsn)
+    results: dict[int, list[DrainRun]] = {}
+    try:
+        for relays in (1, 2):
+            results[relays] = [await drain_once(dsn, redis_url, events, products, relays, batch) for _ in range(runs)]
+    finally:
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        finally:
+            await conn.close()
+    return results
+
+
+def median_rate(runs: list[DrainRun]) -> float:
+    return statistics.median(r.rate for r in runs)
