@@ -99,7 +99,10 @@ async def bench_outbox(
     results: dict[int, list[DrainRun]] = {}
     try:
         for relays in (1, 2):
-            results[relays] = [await drain_once(dsn, redis_url, events, products, relays, batch) for _ in range(runs)]
+            results[relays] = [
+                await drain_once(dsn, redis_url, events=events, products=products, relays=relays, batch=batch)
+                for _ in range(runs)
+            ]
     finally:
         conn = await asyncpg.connect(admin_dsn)
         try:
