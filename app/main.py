@@ -13,11 +13,13 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
+from app.catalog.reads.cache import DisplayCache
 from app.catalog.reads.routes import ROUTES as READ_ROUTES
-from app.catalog.reads.routing import ReadRouter, Replica
-from app.catalog.reads.service import ProductReads
+from app.catalog.reads.routing import ReadRouter, Replica, ReplicaMonitor
+from app.catalog.reads.service import ListReads, ProductReads
 from app.catalog.writes.routes import ROUTES as WRITE_ROUTES
 from app.catalog.writes.service import ProductWrites
+from app.core.breaker import CircuitBreaker
 from app.core.db import create_read_pool, create_write_pool
 from app.core.http import request_context_middleware
 from app.core.logging import configure_logging
@@ -46,15 +48,27 @@ def create_app(settings: Settings | None = None) -> Litestar:
         write_pool = await create_write_pool(settings)
         primary_reads = await create_read_pool(settings.primary_dsn, settings)
         replicas = [
-            Replica(name=f"replica-{i + 1}", pool=await create_read_pool(dsn, settings))
+            Replica(name=f"replica-{i + 1}", dsn=dsn, pool=await create_read_pool(dsn, settings))
             for i, dsn in enumerate(settings.replica_dsns)
         ]
-        router = ReadRouter(primary=primary_reads, replicas=replicas, retry_after_s=settings.replica_retry_after_s)
+        router = ReadRouter(
+            primary=primary_reads,
+            replicas=replicas,
+            max_lag_s=settings.max_replica_lag_ms / 1000,
+            retry_after_s=settings.replica_retry_after_s,
+        )
+        monitor = ReplicaMonitor(router, settings.primary_dsn, interval_s=settings.replica_poll_interval_ms / 1000)
+        await monitor.poll_once()  # know the replicas before the first request
         redis = create_redis(settings)
+        breaker = CircuitBreaker("redis", cooldown_s=settings.redis_breaker_cooldown_s)
+        # Hard ceiling per Redis call: the socket timeout plus the pool's one retry.
+        display_cache = DisplayCache(redis, breaker, timeout_s=2 * settings.redis_socket_timeout_ms / 1000)
         relay: OutboxRelay | None = None
         relay_task: asyncio.Task[None] | None = None
         relay_redis = None
         stop = asyncio.Event()
+        monitor_task = asyncio.create_task(monitor.run(stop), name="replica-monitor")
+        monitor_task.add_done_callback(_log_task_end)
         if settings.relay_enabled:
             relay_redis = create_redis(settings, timeout_ms=settings.relay_redis_timeout_ms)
             relay = OutboxRelay(RelayConfig.from_settings(settings), relay_redis)
@@ -66,7 +80,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             reads_router=router,
             redis=redis,
             ryw=RywCodec.from_settings(settings),
-            product_reads=ProductReads(router),
+            product_reads=ProductReads(router, display_cache, settings.instance_name),
+            list_reads=ListReads(router, display_cache),
             product_writes=ProductWrites(write_pool),
             relay=relay,
         )
@@ -76,14 +91,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             # Shutdown order: side tasks, Redis, the replica pools, then the primary (CONVENTIONS.md 8).
             stop.set()
+            await _finish(monitor_task)
             if relay_task is not None:
-                try:
-                    await asyncio.wait_for(relay_task, timeout=5)
-                except TimeoutError:
-                    log.warning("relay.stop_timeout")
-                    relay_task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await relay_task
+                await _finish(relay_task)
             if relay_redis is not None:
                 await relay_redis.aclose()
             await redis.aclose()
@@ -118,3 +128,14 @@ def _log_task_end(task: asyncio.Task[None]) -> None:
         return
     if (exc := task.exception()) is not None:
         log.error("task.crashed", task=task.get_name(), error=repr(exc))
+
+
+async def _finish(task: asyncio.Task[None], timeout_s: float = 5.0) -> None:
+    """Wait for a side task that was told to stop; cancel it if it does not."""
+    try:
+        await asyncio.wait_for(task, timeout=timeout_s)
+    except TimeoutError:
+        log.warning("task.stop_timeout", task=task.get_name())
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -41,3 +41,11 @@ INVALIDATION_LATENCY = Histogram(
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0),
 )
 RELAY_RECONNECTS = Counter("catalog_relay_reconnects_total", "Times the relay lost and re-opened its connection.")
+CACHE_REQUESTS = Counter(
+    "catalog_cache_requests_total",
+    "Display-cache lookups and fills by key family and result (hit, miss, bypass, fill, fill-refused).",
+    ["family", "result"],
+)
+RECOMMENDATION_FAILURES = Counter(
+    "catalog_recommendation_failures_total", "Recommendation reads that failed and degraded to []."
+)

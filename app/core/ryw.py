@@ -93,3 +93,16 @@ class RywCodec:
             expires_at=int(issued) + self.ttl_s,
             writes=kept,
         )
+
+
+def token_from_cookie(raw: str | None, codec: RywCodec) -> RywToken | None:
+    """The caller's valid token, if any; tampered or expired ones are ignored and counted."""
+    if not raw:
+        return None
+    decoded = codec.decode(raw)
+    if isinstance(decoded, str):
+        from app.core.metrics import RYW_TOKENS_IGNORED
+
+        RYW_TOKENS_IGNORED.labels(decoded).inc()
+        return None
+    return decoded

@@ -35,10 +35,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     max_replica_lag_ms: int = 1_000
     # After a replica fails, reads skip it for this long before trying it again.
     replica_retry_after_s: float = 1.0
+    # How often each instance samples replica replay positions (and the primary's WAL position).
+    replica_poll_interval_ms: int = 100
 
     redis_url: str = "redis://127.0.0.1:56379/0"
     # Redis is an optimisation: tight timeouts so a slow Redis never slows a read much.
     redis_socket_timeout_ms: int = 50
+    # After a Redis failure, display reads skip Redis this long before one probe tries again.
+    redis_breaker_cooldown_s: float = 1.0
 
     admin_token: str = "dev-admin-token"  # noqa: S105  (refused when CATALOG_ENV=production)
     ryw_secret: str = "dev-ryw-secret-change-me"  # noqa: S105  (refused when CATALOG_ENV=production)

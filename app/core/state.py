@@ -9,7 +9,7 @@ from litestar import Request
 from redis.asyncio import Redis
 
 from app.catalog.reads.routing import ReadRouter
-from app.catalog.reads.service import ProductReads
+from app.catalog.reads.service import ListReads, ProductReads
 from app.catalog.writes.service import ProductWrites
 from app.core.db import WritePool
 from app.core.ryw import RywCodec
@@ -25,6 +25,7 @@ class Services:
     redis: Redis
     ryw: RywCodec
     product_reads: ProductReads
+    list_reads: ListReads
     product_writes: ProductWrites
     relay: OutboxRelay | None = None
 

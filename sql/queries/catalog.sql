@@ -64,3 +64,90 @@ SELECT event.id, pg_notify('outbox', event.id::text) FROM event;
 -- commit_lsn --
 -- Read after COMMIT on the same connection: at or past the end of the commit record (DESIGN.md 3.2).
 SELECT pg_current_wal_insert_lsn()::text;
+
+-- category_exists_read --
+-- Display path: does the category exist (404 otherwise)?
+SELECT EXISTS (SELECT 1 FROM categories WHERE id = $1);
+
+-- category_products --
+-- One keyset page of a category, by id; $3 = limit + 1 tells whether there is a next page.
+SELECT id, sku, name, description, category_id, price_cents, currency, inventory, version, updated_at
+FROM products
+WHERE category_id = $1 AND NOT archived AND id > $2
+ORDER BY id
+LIMIT $3;
+
+-- search_fulltext --
+-- Ranked full-text search, keyset on (rank desc, id); $2/$3 are the last page's rank and id (or NULL).
+WITH q AS (SELECT websearch_to_tsquery('english', $1) AS query)
+SELECT id, sku, name, description, category_id, price_cents, currency, inventory, version, updated_at, rank
+FROM (
+    SELECT p.*, ts_rank_cd(p.search_vector, q.query)::float4 AS rank
+    FROM products AS p, q
+    WHERE p.search_vector @@ q.query AND NOT p.archived
+) AS hits
+WHERE $2::float4 IS NULL OR rank < $2::float4 OR (rank = $2::float4 AND id > $3)
+ORDER BY rank DESC, id
+LIMIT $4;
+
+-- search_fuzzy --
+-- Typo fallback when full text finds nothing: trigram similarity on the name, keyset on (similarity desc, id).
+SELECT id, sku, name, description, category_id, price_cents, currency, inventory, version, updated_at, rank
+FROM (
+    SELECT p.*, similarity(p.name, $1)::float4 AS rank
+    FROM products AS p
+    WHERE p.name % $1 AND NOT p.archived
+) AS hits
+WHERE $2::float4 IS NULL OR rank < $2::float4 OR (rank = $2::float4 AND id > $3)
+ORDER BY rank DESC, id
+LIMIT $4;
+
+-- top_selling --
+-- Best sellers by units over the last $2 days, from order lines.
+SELECT p.id, p.sku, p.name, p.description, p.category_id, p.price_cents, p.currency, p.inventory, p.version,
+       p.updated_at
+FROM (
+    SELECT ol.product_id, sum(ol.quantity) AS sold
+    FROM order_lines AS ol
+    JOIN orders AS o ON o.id = ol.order_id
+    WHERE o.created_at >= now() - make_interval(days => $2)
+    GROUP BY ol.product_id
+    ORDER BY sold DESC, ol.product_id
+    LIMIT $1 * 2
+) AS s
+JOIN products AS p ON p.id = s.product_id AND NOT p.archived
+ORDER BY s.sold DESC, p.id
+LIMIT $1;
+
+-- co_purchased --
+-- Products bought in the same orders as $1, most often first.
+SELECT p.id, p.sku, p.name, p.description, p.category_id, p.price_cents, p.currency, p.inventory, p.version,
+       p.updated_at
+FROM (
+    SELECT other.product_id, count(*) AS together
+    FROM order_lines AS mine
+    JOIN order_lines AS other ON other.order_id = mine.order_id AND other.product_id <> mine.product_id
+    WHERE mine.product_id = $1
+    GROUP BY other.product_id
+    ORDER BY together DESC, other.product_id
+    LIMIT $2 * 2
+) AS s
+JOIN products AS p ON p.id = s.product_id AND NOT p.archived
+ORDER BY s.together DESC, p.id
+LIMIT $2;
+
+-- category_best_sellers --
+-- Recommendation fallback: best sellers of $1's category (then its other products), excluding $1 itself.
+SELECT p.id, p.sku, p.name, p.description, p.category_id, p.price_cents, p.currency, p.inventory, p.version,
+       p.updated_at
+FROM products AS p
+LEFT JOIN (
+    SELECT ol.product_id, sum(ol.quantity) AS sold
+    FROM order_lines AS ol
+    JOIN products AS c ON c.id = ol.product_id
+    WHERE c.category_id = (SELECT category_id FROM products WHERE id = $1)
+    GROUP BY ol.product_id
+) AS s ON s.product_id = p.id
+WHERE p.category_id = (SELECT category_id FROM products WHERE id = $1) AND p.id <> $1 AND NOT p.archived
+ORDER BY coalesce(s.sold, 0) DESC, p.id
+LIMIT $2;

@@ -56,8 +56,8 @@ async def test_unreachable_replica_falls_back_to_the_primary(db: ScratchDatabase
     await lifespan.start()
     try:
         async with await _client_for(app) as client:
-            for _ in range(3):
-                response = await client.get("/products/1")
+            for pid in (1, 2, 3):
+                response = await client.get(f"/products/{pid}")
                 assert response.status_code == 200
                 assert response.headers["x-read-source"] == "primary"
             ready = (await client.get("/readyz")).json()
@@ -76,6 +76,10 @@ async def test_no_replica_configured_reads_the_primary(db: ScratchDatabase) -> N
             response = await client.get("/products/1")
             assert response.status_code == 200
             assert response.headers["x-read-source"] == "primary"
+            assert response.headers["x-cache"] == "miss"
+            again = await client.get("/products/1")
+            assert again.headers["x-read-source"] == "cache"
+            assert again.content == response.content
     finally:
         await lifespan.stop()
 

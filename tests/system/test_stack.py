@@ -23,8 +23,8 @@ def admin(stack: Stack) -> dict[str, str]:
 def test_nginx_balances_across_both_instances(stack: Stack) -> None:
     seen = set()
     with httpx.Client(base_url=stack.config.url, timeout=5) as client:
-        for _ in range(20):
-            response = client.get("/products/1")
+        for i in range(20):
+            response = client.get(f"/products/{100 + i}")  # uncached: served by the replica
             assert response.status_code == 200
             assert response.headers["x-read-source"] == "replica"
             assert response.headers["x-request-id"]
@@ -63,8 +63,8 @@ def test_replica_stopped_reads_fall_back_to_primary_then_return(stack: Stack) ->
     stack.stop("replica")
     try:
         with httpx.Client(base_url=stack.config.url, timeout=5) as client:
-            for _ in range(6):
-                response = client.get("/products/2")
+            for pid in range(150, 156):  # uncached products
+                response = client.get(f"/products/{pid}")
                 assert response.status_code == 200
                 assert response.headers["x-read-source"] == "primary"
             ready = client.get("/readyz").json()
@@ -74,8 +74,10 @@ def test_replica_stopped_reads_fall_back_to_primary_then_return(stack: Stack) ->
     with httpx.Client(base_url=stack.config.url, timeout=5) as client:
         deadline = time.monotonic() + 15
         sources: set[str] = set()
+        pid = 160
         while time.monotonic() < deadline and sources != {"replica"}:
-            sources = {client.get("/products/2").headers["x-read-source"] for _ in range(4)}
+            sources = {client.get(f"/products/{pid + i}").headers["x-read-source"] for i in range(4)}
+            pid += 4
             time.sleep(0.2)
         assert sources == {"replica"}
 

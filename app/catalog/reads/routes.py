@@ -1,4 +1,4 @@
-"""Display-read routes: thin, return pre-encoded bytes."""
+"""Display-read routes: thin, return pre-encoded bytes with caching and debug headers."""
 
 from __future__ import annotations
 
@@ -6,29 +6,107 @@ from typing import Annotated, Any
 
 from litestar import Request, Response, get
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import PathParameter
+from litestar.params import HeaderParameter, PathParameter, QueryParameter
 
+from app.catalog.reads.service import Items, ProductPage, SearchPage, View
 from app.catalog.schemas import MAX_BIGINT, ProductRead
 from app.core.policy import policy
 from app.core.problems import Problem
-from app.core.state import services_of
+from app.core.ryw import RywToken, token_from_cookie
+from app.core.state import Services, services_of
 
 ProductId = Annotated[int, PathParameter(ge=1, le=MAX_BIGINT, description="product id")]
+CategoryId = Annotated[int, PathParameter(ge=1, le=MAX_BIGINT, description="category id")]
+Limit = Annotated[int, QueryParameter(ge=1, le=100, description="page size (1-100)")]
+Cursor = Annotated[str | None, QueryParameter(max_length=512, description="next_cursor of the previous page")]
+SearchText = Annotated[str, QueryParameter(min_length=1, max_length=200, description="search words")]
+IfNoneMatch = Annotated[str | None, HeaderParameter(name="If-None-Match", required=False)]
+# A writer's own reads must never come from a shared or browser cache that predates the write.
+_RYW_CACHE_CONTROL = "private, no-cache"
+
+
+def _token(request: Request[Any, Any, Any], services: Services) -> RywToken | None:
+    return token_from_cookie(request.cookies.get(services.settings.ryw_cookie_name), services.ryw)
+
+
+def _respond(
+    services: Services, view: View, token: RywToken | None, headers: dict[str, str] | None = None, status: int = 200
+) -> Response[bytes]:
+    headers = headers or {}
+    headers["Vary"] = "Cookie"
+    if token is not None:
+        headers["Cache-Control"] = _RYW_CACHE_CONTROL
+    if services.settings.debug_headers:
+        headers["X-Cache"] = view.cache
+        headers["X-Read-Source"] = view.source
+    body = b"" if status == 304 else view.body
+    return Response(content=body, status_code=status, media_type="application/json", headers=headers)
 
 
 @get(
     **policy("product.get").handler_kwargs(),
     responses={200: ResponseSpec(data_container=ProductRead, description="The product")},
 )
-async def get_product(product_id: ProductId, request: Request[Any, Any, Any]) -> Response[bytes]:
+async def get_product(
+    product_id: ProductId, request: Request[Any, Any, Any], if_none_match: IfNoneMatch = None
+) -> Response[bytes]:
     services = services_of(request)
-    view = await services.product_reads.get_product(product_id)
+    token = _token(request, services)
+    view = await services.product_reads.get_product(product_id, token)
     if view is None:
         raise Problem(404, "product_not_found", f"product {product_id} does not exist")
-    headers = {"ETag": f'"{view.version}"'}
-    if services.settings.debug_headers:
-        headers["X-Read-Source"] = view.source
-    return Response(content=view.body, media_type="application/json", headers=headers)
+    etag = f'"{view.version}"'
+    if if_none_match is not None and etag in {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}:
+        return _respond(services, view, token, {"ETag": etag}, status=304)
+    return _respond(services, view, token, {"ETag": etag})
 
 
-ROUTES = [get_product]
+@get(
+    **policy("search.products").handler_kwargs(),
+    responses={200: ResponseSpec(data_container=SearchPage, description="Ranked matches")},
+)
+async def search_products(
+    request: Request[Any, Any, Any], q: SearchText, limit: Limit = 20, cursor: Cursor = None
+) -> Response[bytes]:
+    services = services_of(request)
+    token = _token(request, services)
+    return _respond(services, await services.list_reads.search(q, limit, cursor, token), token)
+
+
+@get(
+    **policy("category.products").handler_kwargs(),
+    responses={200: ResponseSpec(data_container=ProductPage, description="One page of the category")},
+)
+async def category_products(
+    request: Request[Any, Any, Any], category_id: CategoryId, limit: Limit = 20, cursor: Cursor = None
+) -> Response[bytes]:
+    services = services_of(request)
+    token = _token(request, services)
+    return _respond(services, await services.list_reads.category_page(category_id, limit, cursor, token), token)
+
+
+@get(
+    **policy("products.top_selling").handler_kwargs(),
+    responses={200: ResponseSpec(data_container=Items, description="Best sellers of the last 30 days")},
+)
+async def top_selling(request: Request[Any, Any, Any], limit: Limit = 20) -> Response[bytes]:
+    services = services_of(request)
+    token = _token(request, services)
+    return _respond(services, await services.list_reads.top_selling(limit, token), token)
+
+
+@get(
+    **policy("recommendations").handler_kwargs(),
+    responses={200: ResponseSpec(data_container=Items, description="Recommended products; [] when unavailable")},
+)
+async def recommendations(
+    request: Request[Any, Any, Any],
+    product_id: Annotated[int, QueryParameter(ge=1, le=MAX_BIGINT, description="the product being viewed")],
+    limit: Annotated[int, QueryParameter(ge=1, le=50)] = 8,
+) -> Response[bytes]:
+    services = services_of(request)
+    token = _token(request, services)
+    return _respond(services, await services.list_reads.recommendations(product_id, limit, token), token)
+
+
+ROUTES = [get_product, search_products, category_products, top_selling, recommendations]

@@ -21,11 +21,10 @@ from app.catalog.schemas import (
     ProductReplace,
 )
 from app.catalog.writes.service import ProductWrites, WriteResult
-from app.core.metrics import RYW_TOKENS_IGNORED
 from app.core.policy import policy
 from app.core.problems import Problem
-from app.core.ryw import RywToken
-from app.core.state import Services, services_of
+from app.core.ryw import token_from_cookie
+from app.core.state import services_of
 
 ProductId = Annotated[int, PathParameter(ge=1, le=MAX_BIGINT, description="product id")]
 IfMatch = Annotated[
@@ -47,22 +46,13 @@ def parse_if_match(value: str | None) -> int | None:
     return int(match.group(1))
 
 
-def _previous_token(request: Request[Any, Any, Any], services: Services) -> RywToken | None:
-    raw = request.cookies.get(services.settings.ryw_cookie_name)
-    if not raw:
-        return None
-    decoded = services.ryw.decode(raw)
-    if isinstance(decoded, str):
-        RYW_TOKENS_IGNORED.labels(decoded).inc()
-        return None
-    return decoded
-
-
 def _written(request: Request[Any, Any, Any], result: WriteResult, status_code: int = 200) -> Response[bytes]:
     services = services_of(request)
     product = result.product
     token = services.ryw.after_write(
-        _previous_token(request, services), result.commit_lsn, [(product.id, product.version)]
+        token_from_cookie(request.cookies.get(services.settings.ryw_cookie_name), services.ryw),
+        result.commit_lsn,
+        [(product.id, product.version)],
     )
     settings = services.settings
     cookie = Cookie(
