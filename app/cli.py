@@ -69,7 +69,7 @@ def _seed(args: argparse.Namespace) -> int:
     if result.skipped:
         print("catalog already has products; not seeding (use --force to add more)")
     else:
-        print(f"seeded {result.categories} categories and {result.products} products")
+        print(f"seeded {result.categories} categories, {result.products} products and {result.orders} orders")
     return 0
 
 

@@ -5,7 +5,10 @@ Keys (Redis-Cluster-safe: a key without braces hashes whole, so ``product:42`` a
 
 - ``product:<id>``         the cached product: ``b"<version>|<json>"``
 - ``{product:<id>}:fence`` the highest version the relay has seen committed for this product
-- ``gen:category:<id>``, ``gen:search``, ``gen:top-selling``  list/search cache generations
+- ``gen:category:<id>``, ``gen:search``, ``gen:top-selling``  list/search cache generations,
+  stored as ``"<n>:<lsn hex>"``: the counter, and the primary's WAL insert position when the relay
+  bumped it (after the events' commits). A list read from a replica that has not replayed that
+  far may be served but is not cached, which closes the stale-refill race for lists too.
 
 The fence closes the stale-refill races (DESIGN.md rule 4): a fill that read an old row, from a
 slow query or a lagging replica, is refused once the relay has announced a newer version.
@@ -84,6 +87,34 @@ end
 return #KEYS / 2
 """
 
+# Bump a list generation, remembering the highest primary LSN the relay has seen for it.
+# KEYS: generation key. ARGV: LSN as 16 hex digits (compared as text: exact, unlike Lua numbers).
+_BUMP_GENERATION = """
+local current = redis.call('GET', KEYS[1])
+local n, lsn = 0, '0000000000000000'
+if current then
+  n = tonumber(string.match(current, '^(%d+)')) or 0
+  lsn = string.match(current, ':(%x+)$') or lsn
+end
+if ARGV[1] > lsn then lsn = ARGV[1] end
+redis.call('SET', KEYS[1], (n + 1) .. ':' .. lsn)
+return n + 1
+"""
+
+
+def lsn_hex(lsn: int) -> str:
+    return f"{lsn:016X}"
+
+
+def parse_generation(raw: bytes | str | None) -> tuple[int, int]:
+    """``(counter, lsn)`` of a generation key's value; a missing key is generation 0 at LSN 0."""
+    if raw is None:
+        return 0, 0
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    counter, _, lsn = text.partition(":")
+    return int(counter), int(lsn or "0", 16)
+
+
 # Cache a product only if it is at least as new as the fence and as any cached entry.
 # KEYS: product key, fence key. ARGV: version, entry bytes, TTL in ms.
 # Returns 1 when stored, 0 when refused as stale.
@@ -107,6 +138,7 @@ class CacheScripts:
     def __init__(self, redis: Redis) -> None:
         self.fence_and_delete: AsyncScript = redis.register_script(_FENCE_AND_DELETE)
         self.fence_and_delete_many: AsyncScript = redis.register_script(_FENCE_AND_DELETE_MANY)
+        self.bump_generation: AsyncScript = redis.register_script(_BUMP_GENERATION)
         self.fill_if_newer_script: AsyncScript = redis.register_script(_FILL_IF_NEWER)
         self.redis = redis
 

@@ -489,7 +489,7 @@ class Stack:
         await grant_app_role(dsn, APP_ROLE)
         result = await seed(dsn, products=c.products, categories=c.categories, show_progress=not self.quiet)
         if not result.skipped:
-            self._say(f"  seeded {result.categories} categories, {result.products} products")
+            self._say(f"  seeded {result.categories} categories, {result.products} products, {result.orders} orders")
 
     # ---------------------------------------------------------------- redis
 

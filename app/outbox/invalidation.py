@@ -19,6 +19,7 @@ from app.core.cache import (
     CacheScripts,
     category_generation_key,
     fence_key_bytes,
+    lsn_hex,
     product_key_bytes,
 )
 
@@ -56,8 +57,14 @@ class InvalidationPlan:
 SCRIPT_CHUNK = 500
 
 
-async def apply_plan(redis: Redis, scripts: CacheScripts, plan: InvalidationPlan, fence_ttl_ms: int) -> None:
-    """Fence and delete every product, bump every affected list generation: one round trip."""
+async def apply_plan(
+    redis: Redis, scripts: CacheScripts, plan: InvalidationPlan, fence_ttl_ms: int, lsn: int = 0
+) -> None:
+    """Fence and delete every product, bump every affected list generation: one round trip.
+
+    ``lsn`` is the primary's WAL insert position read after the events committed; generations
+    remember it so list readers know which replicas are fresh enough to fill the cache from.
+    """
     if not plan.versions and not plan.lists:
         return
     items = list(plan.versions.items())
@@ -68,9 +75,9 @@ async def apply_plan(redis: Redis, scripts: CacheScripts, plan: InvalidationPlan
             keys = [k for product_id, _ in chunk for k in (product_key_bytes(product_id), fence_key_bytes(product_id))]
             args = [b"%d" % fence_ttl_ms, *(b"%d" % version for _, version in chunk)]
             await scripts.fence_and_delete_many(keys=keys, args=args, client=pipe)
-        for category_id in sorted(plan.categories):
-            pipe.incr(category_generation_key(category_id))
+        generations = [category_generation_key(c) for c in sorted(plan.categories)]
         if plan.lists:
-            pipe.incr(GEN_SEARCH)
-            pipe.incr(GEN_TOP_SELLING)
+            generations += [GEN_SEARCH, GEN_TOP_SELLING]
+        for key in generations:
+            await scripts.bump_generation(keys=[key], args=[lsn_hex(lsn)], client=pipe)
         await pipe.execute()

@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.core.cache import CacheScripts
-from app.core.db import CONNECTION_ERRORS, init_connection
+from app.core.db import CONNECTION_ERRORS, init_connection, lsn_to_int
 from app.core.metrics import (
     INVALIDATION_LATENCY,
     OUTBOX_BATCH_SIZE,
@@ -215,8 +215,10 @@ class OutboxRelay:
                 return 0, 0
             ids = [row["id"] for row in rows]
             plan = InvalidationPlan.of(row["payload"] for row in rows if isinstance(row["payload"], dict))
+            # Every claimed event has committed, so this is at or past each of their commit records.
+            lsn = lsn_to_int(await conn.fetchval(Q["wal_insert_lsn"]))
             try:
-                await apply_plan(self.redis, self.scripts, plan, self.config.fence_ttl_ms)
+                await apply_plan(self.redis, self.scripts, plan, self.config.fence_ttl_ms, lsn)
             except _REDIS_ERRORS as exc:
                 error = f"redis: {type(exc).__name__}: {exc}"[:500]
             if error is None:

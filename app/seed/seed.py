@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -19,6 +20,7 @@ class SeedResult:
     categories: int
     products: int
     skipped: bool
+    orders: int = 0
 
 
 def _slug(name: str) -> str:
@@ -96,7 +98,46 @@ async def seed(
                 if batch:
                     await conn.copy_records_to_table("products", records=batch, columns=PRODUCT_COLUMNS)
                     progress.advance(task, len(batch))
-        await conn.execute("ANALYZE categories; ANALYZE products")
-        return SeedResult(len(cats), products, skipped=False)
+            orders = await _seed_orders(conn, min(max(products // 2, 100), 100_000), seed_value)
+        await conn.execute("ANALYZE categories; ANALYZE products; ANALYZE orders; ANALYZE order_lines")
+        return SeedResult(len(cats), products, skipped=False, orders=orders)
     finally:
         await conn.close()
+
+
+async def _seed_orders(conn: asyncpg.Connection, count: int, seed_value: int) -> int:
+    """Past orders, so top sellers and co-purchase recommendations have something to show.
+
+    Each order stays within one category and favours that category's first products, which gives
+    a skewed best-seller list and repeated co-purchases.
+    """
+    rng = random.Random(seed_value + 1)
+    by_category: dict[int, list[tuple[int, int]]] = {}
+    for row in await conn.fetch("SELECT id, category_id, price_cents FROM products WHERE NOT archived ORDER BY id"):
+        by_category.setdefault(row["category_id"], []).append((row["id"], row["price_cents"]))
+    if not by_category:
+        return 0
+    categories = sorted(by_category)
+    first_id = int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM orders")) + 1
+    now = datetime.now(UTC)
+    orders: list[tuple[object, ...]] = []
+    lines: list[tuple[object, ...]] = []
+    for order_id in range(first_id, first_id + count):
+        candidates = by_category[categories[int(len(categories) * rng.random() ** 2)]]
+        picked: dict[int, int] = {}
+        for _ in range(rng.randint(1, 4)):
+            product_id, price = candidates[int(len(candidates) * rng.random() ** 3)]
+            picked[product_id] = price
+        total = 0
+        for line_no, (product_id, price) in enumerate(picked.items(), start=1):
+            quantity = rng.choice((1, 1, 1, 2, 3))
+            total += quantity * price
+            lines.append((order_id, line_no, product_id, quantity, price))
+        created = now - timedelta(seconds=rng.uniform(0, 29 * 86400))
+        orders.append((order_id, total, "USD", created))
+    await conn.copy_records_to_table("orders", records=orders, columns=("id", "total_cents", "currency", "created_at"))
+    await conn.copy_records_to_table(
+        "order_lines", records=lines, columns=("order_id", "line_no", "product_id", "quantity", "price_cents")
+    )
+    await conn.execute("SELECT setval(pg_get_serial_sequence('orders', 'id'), (SELECT max(id) FROM orders))")
+    return count

@@ -72,3 +72,7 @@ ORDER BY id;
 -- ops/outbox retry: make every failing event due now.
 UPDATE outbox SET next_attempt_at = clock_timestamp()
 WHERE processed_at IS NULL AND attempts > 0;
+
+-- wal_insert_lsn --
+-- Read by the relay after claiming: the list generations it bumps remember this position.
+SELECT pg_current_wal_insert_lsn()::text;

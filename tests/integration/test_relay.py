@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from app.core.cache import CacheScripts, fence_key, product_key
+from app.core.cache import CacheScripts, fence_key, parse_generation, product_key
 from app.devstack.stack import free_port
 from app.outbox.relay import OutboxRelay, RelayConfig
 from tests.conftest import ScratchDatabase, running_app
@@ -195,13 +195,13 @@ async def test_duplicate_delivery_leaves_the_same_product_state(
         await redis_client.set(product_key(pid), b"1|stale")
     await apply_plan(redis_client, scripts, InvalidationPlan.of(payloads), 60_000)
     once = await snapshot()
-    gens_once = int(await redis_client.get("gen:category:1"))
+    gens_once, _ = parse_generation(await redis_client.get("gen:category:1"))
     await apply_plan(redis_client, scripts, InvalidationPlan.of(payloads), 60_000)
     await apply_plan(redis_client, scripts, InvalidationPlan.of(reversed(payloads)), 60_000)
     assert await snapshot() == once
     assert all(v == b"3" for v in once.values())  # only fences left, at the newest version
     # Generations only move forward: a repeat costs a list-cache miss, never a stale list.
-    assert int(await redis_client.get("gen:category:1")) > gens_once
+    assert parse_generation(await redis_client.get("gen:category:1"))[0] > gens_once
 
 
 async def test_two_relays_racing_never_process_an_event_twice(

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.core.breaker import CircuitBreaker
-from app.core.cache import CacheScripts, decode_entry, product_key
+from app.core.cache import CacheScripts, decode_entry, parse_generation, product_key
 from app.core.metrics import CACHE_REQUESTS
 
 T = TypeVar("T")
@@ -113,12 +113,13 @@ class DisplayCache:
 
     # ---------------------------------------------------------------- lists
 
-    async def generation(self, gen_key: str) -> int | None:
+    async def generation(self, gen_key: str) -> tuple[int, int] | None:
+        """``(counter, lsn)`` of a list generation, or None when Redis is skipped."""
         try:
             raw = await self._call(self.redis.get(gen_key))
         except CacheUnavailableError:
             return None
-        return int(raw or 0)
+        return parse_generation(raw)
 
     async def get_list(self, family: str, key: str) -> tuple[bytes | None, CacheState]:
         try:

@@ -67,6 +67,11 @@ class Route:
     source: ReadSource
     reason: str  # "replica" when a replica serves; else why the primary does
     replica: Replica | None
+    replay_lsn: int = 0  # the replica's replay position known when it was chosen (a lower bound)
+
+    def has_replayed(self, lsn: int) -> bool:
+        """Did the data this route served include everything up to ``lsn``?"""
+        return self.source == "primary" or self.replay_lsn >= lsn
 
 
 @dataclass(slots=True)
@@ -97,7 +102,7 @@ class ReadRouter:
                 reason = "ryw"
                 continue
             self._next = (self._next + offset + 1) % count
-            return Route(replica.pool, "replica", "replica", replica)
+            return Route(replica.pool, "replica", "replica", replica, replica.replay_lsn)
         return Route(self.primary, "primary", reason, None)
 
     async def run(

@@ -192,7 +192,8 @@ class ListReads:
             body, route = await load(0)
             READ_SOURCE.labels(name, route.source, "cache-down" if route.source == "replica" else route.reason).inc()
             return View(body, route.source, "bypass", route.reason)
-        key = f"{family}:g{generation}:{key_suffix}"
+        counter, generation_lsn = generation
+        key = f"{family}:g{counter}:{key_suffix}"
         cached, state = await self.cache.get_list(family, key)
         if cached is not None:
             READ_SOURCE.labels(name, "cache", "hit").inc()
@@ -200,7 +201,10 @@ class ListReads:
 
         async def load_and_store() -> tuple[bytes, Route]:
             loaded = await load(0)
-            await self.cache.set_list(key, loaded[0], endpoint.cache_ttl_s or 30)
+            # A replica that has not replayed up to the last invalidation may have served an old
+            # list: send it, but do not store it under the new generation (stale-refill race).
+            if loaded[1].has_replayed(generation_lsn):
+                await self.cache.set_list(key, loaded[0], endpoint.cache_ttl_s or 30)
             return loaded
 
         (body, route), _shared = await self._flights.do(key, load_and_store)
