@@ -100,6 +100,21 @@ async def wait_for_replica(stack: Stack, within_s: float = 10.0) -> None:
         await replica.close()
 
 
+@asynccontextmanager
+async def replay_paused(stack: Stack) -> AsyncIterator[None]:
+    """Replica lag on demand: WAL keeps arriving, replay stops until the block ends."""
+    c = stack.config
+    conn = await asyncpg.connect(c.superuser_dsn(c.replica_port, "postgres"))
+    try:
+        await conn.execute("SELECT pg_wal_replay_pause()")
+        while await conn.fetchval("SELECT pg_get_wal_replay_pause_state()") != "paused":  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        yield
+    finally:
+        await conn.execute("SELECT pg_wal_replay_resume()")
+        await conn.close()
+
+
 @dataclass(frozen=True)
 class ScratchDatabase:
     name: str

@@ -91,12 +91,13 @@ ORDER BY rank DESC, id
 LIMIT $4;
 
 -- search_fuzzy --
--- Typo fallback when full text finds nothing: trigram similarity on the name, keyset on (similarity desc, id).
+-- Typo fallback when full text finds nothing: trigram word similarity to the name (GIN-indexed <%),
+-- keyset on (similarity desc, id).
 SELECT id, sku, name, description, category_id, price_cents, currency, inventory, version, updated_at, rank
 FROM (
-    SELECT p.*, similarity(p.name, $1)::float4 AS rank
+    SELECT p.*, word_similarity($1, p.name)::float4 AS rank
     FROM products AS p
-    WHERE p.name % $1 AND NOT p.archived
+    WHERE $1 <% p.name AND NOT p.archived
 ) AS hits
 WHERE $2::float4 IS NULL OR rank < $2::float4 OR (rank = $2::float4 AND id > $3)
 ORDER BY rank DESC, id
