@@ -48,9 +48,9 @@ def encode_entry(version: int, body: bytes) -> bytes:
     return b"%d|%b" % (version, body)
 
 
-def decode_entry(raw: bytes) -> tuple[int, bytes]:
+def decode_entry(raw: bytes | str) -> tuple[int, bytes]:
     """``(version, json_bytes)`` from a cache entry; the JSON is never decoded here."""
-    head, _, body = raw.partition(b"|")
+    head, _, body = (raw.encode() if isinstance(raw, str) else raw).partition(b"|")
     return int(head), body
 
 

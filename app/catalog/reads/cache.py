@@ -85,7 +85,7 @@ class DisplayCache:
         if raw is None:
             CACHE_REQUESTS.labels("product", "miss").inc()
             return None, "miss"
-        version, body = decode_entry(_as_bytes(raw))
+        version, body = decode_entry(raw)
         CACHE_REQUESTS.labels("product", "hit").inc()
         return ProductEntry(version, body), "hit"
 
