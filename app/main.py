@@ -19,6 +19,8 @@ from app.catalog.reads.routing import ReadRouter, Replica, ReplicaMonitor
 from app.catalog.reads.service import ListReads, ProductReads
 from app.catalog.writes.routes import ROUTES as WRITE_ROUTES
 from app.catalog.writes.service import ProductWrites
+from app.checkout.routes import ROUTES as CHECKOUT_ROUTES
+from app.checkout.service import Checkout
 from app.core.breaker import CircuitBreaker
 from app.core.db import create_read_pool, create_write_pool
 from app.core.http import request_context_middleware
@@ -27,9 +29,9 @@ from app.core.problems import EXCEPTION_HANDLERS
 from app.core.redis import create_redis
 from app.core.ryw import RywCodec
 from app.core.settings import Settings, get_settings
-from app.core.state import Services
 from app.ops.health import ROUTES as OPS_ROUTES
 from app.outbox.relay import OutboxRelay, RelayConfig
+from app.services import Services
 
 log = structlog.get_logger("catalog.app")
 
@@ -82,6 +84,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ryw=RywCodec.from_settings(settings),
             product_reads=ProductReads(router, display_cache, settings.instance_name),
             list_reads=ListReads(router, display_cache),
+            checkout=Checkout(write_pool),
             product_writes=ProductWrites(write_pool),
             relay=relay,
         )
@@ -104,7 +107,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     prometheus = PrometheusConfig(app_name="catalog", group_path=True, exclude=["/metrics"])
 
     return Litestar(
-        route_handlers=[*READ_ROUTES, *WRITE_ROUTES, *OPS_ROUTES, MetricsController],
+        route_handlers=[*READ_ROUTES, *WRITE_ROUTES, *CHECKOUT_ROUTES, *OPS_ROUTES, MetricsController],
         lifespan=[lifespan],
         middleware=[
             request_context_middleware(settings.instance_name, debug_headers=settings.debug_headers),

@@ -8,7 +8,7 @@ from typing import Annotated
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-MAX_BIGINT = 2**63 - 1
+from app.core.schemas import MAX_BIGINT, Schema
 
 Sku = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
@@ -18,10 +18,6 @@ PriceCents = Annotated[int, Meta(ge=0, le=10**12)]
 Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
 Inventory = Annotated[int, Meta(ge=0, le=2**31 - 1)]
 InventoryDeltaValue = Annotated[int, Meta(ge=-1_000_000, le=1_000_000)]
-
-
-class Schema(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Base for request bodies: unknown fields are an error, not silently dropped."""
 
 
 class ProductCreate(Schema, kw_only=True):

@@ -49,3 +49,8 @@ CACHE_REQUESTS = Counter(
 RECOMMENDATION_FAILURES = Counter(
     "catalog_recommendation_failures_total", "Recommendation reads that failed and degraded to []."
 )
+CHECKOUTS = Counter(
+    "catalog_checkouts_total",
+    "Checkout attempts by outcome (ok, price_changed, out_of_stock, idempotent_replay, ...).",
+    ["outcome"],
+)

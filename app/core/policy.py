@@ -164,6 +164,25 @@ POLICIES: tuple[EndpointPolicy, ...] = (
         why="Archives the product; display reads then answer 404.",
     ),
     EndpointPolicy(
+        name="checkout",
+        method="POST",
+        path="/checkout",
+        path_class=PathClass.DECISION,
+        freshness="the truth, under row locks",
+        cache_control="no-store",
+        why="Money and stock: the primary's price and inventory under FOR UPDATE, never a cache or replica. "
+        "The price the shopper saw is checked, not trusted.",
+    ),
+    EndpointPolicy(
+        name="order.get",
+        method="GET",
+        path="/orders/{order_id:int}",
+        path_class=PathClass.DECISION,
+        freshness="the truth",
+        cache_control="private, no-store",
+        why="An order confirmation must show what was charged, so it is read from the primary.",
+    ),
+    EndpointPolicy(
         name="ops.healthz",
         method="GET",
         path="/healthz",

@@ -14,6 +14,7 @@ import time
 from typing import Literal
 
 import msgspec
+from litestar.datastructures import Cookie
 
 from app.core.settings import Settings
 
@@ -106,3 +107,19 @@ def token_from_cookie(raw: str | None, codec: RywCodec) -> RywToken | None:
         RYW_TOKENS_IGNORED.labels(decoded).inc()
         return None
     return decoded
+
+
+def ryw_cookie(
+    codec: RywCodec, settings: Settings, previous_raw: str | None, lsn: int, writes: list[tuple[int, int]]
+) -> Cookie:
+    """The cookie to set after a commit: the caller's valid token merged with this write."""
+    token = codec.after_write(token_from_cookie(previous_raw, codec), lsn, writes)
+    return Cookie(
+        key=settings.ryw_cookie_name,
+        value=codec.encode(token),
+        max_age=settings.ryw_ttl_s,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=settings.cookie_secure,
+    )

@@ -17,7 +17,7 @@ from litestar import Request, Response, get
 from app.core.db import lsn_to_int
 from app.core.policy import policy
 from app.core.sql import load_queries
-from app.core.state import Services, services_of
+from app.services import Services, services_of
 
 Q = load_queries("ops")
 CHECK_TIMEOUT_S = 1.0

@@ -9,11 +9,12 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, PathParameter, QueryParameter
 
 from app.catalog.reads.service import Items, ProductPage, SearchPage, View
-from app.catalog.schemas import MAX_BIGINT, ProductRead
+from app.catalog.schemas import ProductRead
 from app.core.policy import policy
 from app.core.problems import Problem
 from app.core.ryw import RywToken, token_from_cookie
-from app.core.state import Services, services_of
+from app.core.schemas import MAX_BIGINT
+from app.services import Services, services_of
 
 ProductId = Annotated[int, PathParameter(ge=1, le=MAX_BIGINT, description="product id")]
 CategoryId = Annotated[int, PathParameter(ge=1, le=MAX_BIGINT, description="category id")]

@@ -7,13 +7,11 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, delete, patch, post, put
-from litestar.datastructures import Cookie
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody, PathParameter
 
 from app.catalog.schemas import (
-    MAX_BIGINT,
     InventoryDelta,
     ProductCreate,
     ProductPatch,
@@ -23,8 +21,9 @@ from app.catalog.schemas import (
 from app.catalog.writes.service import ProductWrites, WriteResult
 from app.core.policy import policy
 from app.core.problems import Problem
-from app.core.ryw import token_from_cookie
-from app.core.state import services_of
+from app.core.ryw import ryw_cookie
+from app.core.schemas import MAX_BIGINT
+from app.services import services_of
 
 ProductId = Annotated[int, PathParameter(ge=1, le=MAX_BIGINT, description="product id")]
 IfMatch = Annotated[
@@ -49,31 +48,18 @@ def parse_if_match(value: str | None) -> int | None:
 def _written(request: Request[Any, Any, Any], result: WriteResult, status_code: int = 200) -> Response[bytes]:
     services = services_of(request)
     product = result.product
-    token = services.ryw.after_write(
-        token_from_cookie(request.cookies.get(services.settings.ryw_cookie_name), services.ryw),
-        result.commit_lsn,
-        [(product.id, product.version)],
-    )
     settings = services.settings
-    cookie = Cookie(
-        key=settings.ryw_cookie_name,
-        value=services.ryw.encode(token),
-        max_age=settings.ryw_ttl_s,
-        path="/",
-        httponly=True,
-        samesite="lax",
-        secure=settings.cookie_secure,
-    )
+    cookie = ryw_cookie(
+        services.ryw, settings, request.cookies.get(settings.ryw_cookie_name), result.commit_lsn,
+        [(product.id, product.version)],
+    )  # fmt: skip
     headers = {"ETag": f'"{product.version}"'}
     if status_code == 201:
         headers["Location"] = f"/products/{product.id}"
     return Response(
-        content=_encoder.encode(product),
-        status_code=status_code,
-        media_type="application/json",
-        headers=headers,
-        cookies=[cookie],
-    )
+        content=_encoder.encode(product), status_code=status_code, media_type="application/json",
+        headers=headers, cookies=[cookie],
+    )  # fmt: skip
 
 
 def provide_writes(request: Request[Any, Any, Any]) -> ProductWrites:

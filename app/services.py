@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from app.catalog.reads.routing import ReadRouter
 from app.catalog.reads.service import ListReads, ProductReads
 from app.catalog.writes.service import ProductWrites
+from app.checkout.service import Checkout
 from app.core.db import WritePool
 from app.core.ryw import RywCodec
 from app.core.settings import Settings
@@ -26,6 +27,7 @@ class Services:
     ryw: RywCodec
     product_reads: ProductReads
     list_reads: ListReads
+    checkout: Checkout
     product_writes: ProductWrites
     relay: OutboxRelay | None = None
 

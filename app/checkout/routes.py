@@ -1,0 +1,87 @@
+"""Decision routes: checkout and orders, always on the primary."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import HeaderParameter, JSONBody, PathParameter
+
+from app.checkout.schemas import CheckoutRequest, Order
+from app.checkout.service import Checkout
+from app.core.policy import policy
+from app.core.problems import Problem
+from app.core.ryw import ryw_cookie
+from app.core.schemas import MAX_BIGINT
+from app.services import services_of
+
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        required=False,
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Retry-safe checkout: the same key and body return the first order",
+    ),
+]
+OrderId = Annotated[int, PathParameter(ge=1, le=MAX_BIGINT, description="order id")]
+_encoder = msgspec.json.Encoder()
+
+
+def provide_checkout(request: Request[Any, Any, Any]) -> Checkout:
+    return services_of(request).checkout
+
+
+_CHECKOUT = {"checkout": Provide(provide_checkout, sync_to_thread=False)}
+
+
+@post(
+    **policy("checkout").handler_kwargs(),
+    dependencies=_CHECKOUT,
+    status_code=201,
+    responses={
+        201: ResponseSpec(data_container=Order, description="Order placed"),
+        200: ResponseSpec(data_container=Order, description="Idempotent replay: the order placed earlier"),
+    },
+)
+async def checkout(
+    request: Request[Any, Any, Any],
+    data: JSONBody[CheckoutRequest],
+    checkout: NamedDependency[Checkout],
+    idempotency_key: IdempotencyKey = None,
+) -> Response[bytes]:
+    result = await checkout.place(data.items, idempotency_key)
+    headers = {"Location": f"/orders/{result.order.order_id}"}
+    if result.replayed:
+        headers["Idempotent-Replayed"] = "true"
+        return Response(_encoder.encode(result.order), status_code=200, media_type="application/json", headers=headers)
+    services = services_of(request)
+    settings = services.settings
+    # The shopper's next product read shows the stock they just took.
+    cookie = ryw_cookie(
+        services.ryw, settings, request.cookies.get(settings.ryw_cookie_name), result.commit_lsn, result.written
+    )
+    return Response(
+        _encoder.encode(result.order), status_code=201, media_type="application/json", headers=headers,
+        cookies=[cookie],
+    )  # fmt: skip
+
+
+@get(
+    **policy("order.get").handler_kwargs(),
+    dependencies=_CHECKOUT,
+    responses={200: ResponseSpec(data_container=Order, description="The order")},
+)
+async def get_order(order_id: OrderId, checkout: NamedDependency[Checkout]) -> Response[bytes]:
+    order = await checkout.get_order(order_id)
+    if order is None:
+        raise Problem(404, "order_not_found", f"order {order_id} does not exist")
+    return Response(_encoder.encode(order), media_type="application/json")
+
+
+ROUTES = [checkout, get_order]

@@ -1,0 +1,187 @@
+"""Checkout: the decision path. One primary transaction; nothing from Redis or a replica.
+
+The price the shopper saw is only a claim. Under row locks taken in id order, the primary's
+current price and stock decide: a different price is a 409 ``price_changed`` (nothing written),
+missing stock a 409 ``out_of_stock``; otherwise stock is taken, the order is written at the
+prices charged, and one outbox event per product lets the display caches drop the old stock.
+An ``Idempotency-Key`` makes a retried checkout return the first order instead of a second one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import asyncpg
+import msgspec
+
+from app.checkout.schemas import CheckoutLine, Order, OrderLine
+from app.core.db import WritePool, lsn_to_int
+from app.core.metrics import CHECKOUTS
+from app.core.problems import Problem
+from app.core.sql import load_queries
+
+Q = load_queries("checkout")
+COMMIT_LSN = load_queries("catalog")["commit_lsn"]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutResult:
+    order: Order
+    replayed: bool  # True when an earlier request with the same Idempotency-Key placed it
+    commit_lsn: int
+    written: list[tuple[int, int]]  # (product_id, new version), for the read-your-writes token
+
+
+def request_hash(lines: list[CheckoutLine]) -> bytes:
+    """What makes two checkout requests "the same" for an Idempotency-Key: the lines, in any order."""
+    canonical = sorted((line.product_id, line.quantity, line.expected_price_cents) for line in lines)
+    return hashlib.sha256(msgspec.json.encode(canonical)).digest()
+
+
+def _reject_duplicates(lines: list[CheckoutLine]) -> None:
+    counts: dict[int, int] = {}
+    for line in lines:
+        counts[line.product_id] = counts.get(line.product_id, 0) + 1
+    duplicates = sorted(pid for pid, count in counts.items() if count > 1)
+    if duplicates:
+        raise Problem(
+            400,
+            "duplicate_product",
+            "each product may appear on one line only; add up the quantities",
+            product_ids=duplicates,
+        )
+
+
+class Checkout:
+    """Places orders against the primary."""
+
+    def __init__(self, pool: WritePool) -> None:
+        self.pool = pool
+
+    async def place(self, lines: list[CheckoutLine], idempotency_key: str | None) -> CheckoutResult:
+        """Charge the primary's prices, never oversell, and place each keyed request once."""
+        _reject_duplicates(lines)
+        fingerprint = request_hash(lines)
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                if idempotency_key is not None:
+                    await conn.execute(Q["lock_idempotency_key"], idempotency_key)
+                    previous = await conn.fetchrow(Q["order_by_key"], idempotency_key)
+                    if previous is not None:
+                        if bytes(previous["request_hash"]) != fingerprint:
+                            CHECKOUTS.labels("idempotency_conflict").inc()
+                            raise Problem(
+                                422,
+                                "idempotency_key_reused",
+                                "this Idempotency-Key was used for a different checkout",
+                            )
+                        CHECKOUTS.labels("idempotent_replay").inc()
+                        order = await self._order(conn, previous["id"])
+                        assert order is not None
+                        return CheckoutResult(order, replayed=True, commit_lsn=0, written=[])
+                order, written = await self._charge(conn, lines, idempotency_key, fingerprint)
+            lsn = lsn_to_int(await conn.fetchval(COMMIT_LSN))  # after COMMIT, same connection
+        CHECKOUTS.labels("ok").inc()
+        return CheckoutResult(order, replayed=False, commit_lsn=lsn, written=written)
+
+    async def _charge(
+        self,
+        conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
+        lines: list[CheckoutLine],
+        idempotency_key: str | None,
+        fingerprint: bytes,
+    ) -> tuple[Order, list[tuple[int, int]]]:
+        ids = sorted(line.product_id for line in lines)
+        truth = {row["id"]: row for row in await conn.fetch(Q["lock_products"], ids)}
+
+        missing = [pid for pid in ids if pid not in truth]
+        if missing:
+            CHECKOUTS.labels("not_found").inc()
+            raise Problem(404, "product_not_found", "some products do not exist", product_ids=missing)
+        archived = [pid for pid in ids if truth[pid]["archived"]]
+        if archived:
+            CHECKOUTS.labels("unavailable").inc()
+            raise Problem(409, "product_unavailable", "some products are no longer sold", product_ids=archived)
+        if any(line.expected_price_cents != truth[line.product_id]["price_cents"] for line in lines):
+            CHECKOUTS.labels("price_changed").inc()
+            raise Problem(
+                409,
+                "price_changed",
+                "prices changed since they were shown; nothing was charged",
+                items=[
+                    {
+                        "product_id": line.product_id,
+                        "expected_price_cents": line.expected_price_cents,
+                        "price_cents": truth[line.product_id]["price_cents"],
+                        "changed": line.expected_price_cents != truth[line.product_id]["price_cents"],
+                    }
+                    for line in lines
+                ],
+            )
+        short = [line for line in lines if truth[line.product_id]["inventory"] < line.quantity]
+        if short:
+            CHECKOUTS.labels("out_of_stock").inc()
+            raise Problem(
+                409, "out_of_stock", "not enough stock for some lines; nothing was charged",
+                items=[
+                    {"product_id": line.product_id, "requested": line.quantity,
+                     "available": truth[line.product_id]["inventory"]}
+                    for line in short
+                ],
+            )  # fmt: skip
+        currencies = {truth[pid]["currency"] for pid in ids}
+        if len(currencies) > 1:
+            CHECKOUTS.labels("mixed_currency").inc()
+            raise Problem(422, "mixed_currency", "one order cannot mix currencies", currencies=sorted(currencies))
+
+        taken = await conn.fetch(Q["take_stock"], [ln.product_id for ln in lines], [ln.quantity for ln in lines])
+        assert len(taken) == len(lines), "stock was checked under lock"
+        total = sum(line.quantity * truth[line.product_id]["price_cents"] for line in lines)
+        currency = currencies.pop()
+        header = await conn.fetchrow(Q["insert_order"], idempotency_key, fingerprint, total, currency)
+        assert header is not None
+        await conn.execute(
+            Q["insert_order_lines"], header["id"], list(range(1, len(lines) + 1)),
+            [ln.product_id for ln in lines], [ln.quantity for ln in lines],
+            [truth[ln.product_id]["price_cents"] for ln in lines],
+        )  # fmt: skip
+        await conn.fetchval(
+            Q["insert_stock_events"], [r["id"] for r in taken], [r["version"] for r in taken],
+            [r["category_id"] for r in taken],
+        )  # fmt: skip
+        order = Order(
+            order_id=header["id"],
+            items=[
+                OrderLine(
+                    product_id=ln.product_id, quantity=ln.quantity, price_cents=truth[ln.product_id]["price_cents"]
+                )
+                for ln in lines
+            ],
+            total_cents=total,
+            currency=currency,
+            created_at=header["created_at"],
+        )
+        return order, [(r["id"], r["version"]) for r in taken]
+
+    async def get_order(self, order_id: int) -> Order | None:
+        """A decision read, from the primary."""
+        async with self.pool.acquire() as conn:
+            return await self._order(conn, order_id)
+
+    @staticmethod
+    async def _order(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], order_id: int) -> Order | None:
+        header = await conn.fetchrow(Q["get_order"], order_id)
+        if header is None:
+            return None
+        lines = await conn.fetch(Q["get_order_lines"], order_id)
+        return Order(
+            order_id=header["id"],
+            items=[
+                OrderLine(product_id=r["product_id"], quantity=r["quantity"], price_cents=r["price_cents"])
+                for r in lines
+            ],
+            total_cents=header["total_cents"],
+            currency=header["currency"],
+            created_at=header["created_at"],
+        )

@@ -1,0 +1,56 @@
+-- lock_idempotency_key --
+-- Serialises concurrent requests carrying the same Idempotency-Key until this transaction ends.
+SELECT pg_advisory_xact_lock(hashtextextended($1, 7));
+
+-- order_by_key --
+-- A previous order placed with this Idempotency-Key, and the hash of the request that placed it.
+SELECT id, request_hash FROM orders WHERE idempotency_key = $1;
+
+-- lock_products --
+-- The truth for a checkout: current price and stock, row-locked in id order so that concurrent
+-- checkouts of overlapping baskets queue instead of deadlocking.
+SELECT id, price_cents, currency, inventory, archived
+FROM products
+WHERE id = ANY($1::bigint[])
+ORDER BY id
+FOR UPDATE;
+
+-- take_stock --
+-- Decrement stock for every line (already locked and checked); each product's version moves on.
+UPDATE products AS p
+SET inventory = p.inventory - l.quantity, version = p.version + 1, updated_at = now()
+FROM unnest($1::bigint[], $2::int[]) AS l(product_id, quantity)
+WHERE p.id = l.product_id AND p.inventory >= l.quantity
+RETURNING p.id, p.version, p.category_id;
+
+-- insert_order --
+-- The order header, at the total actually charged.
+INSERT INTO orders (idempotency_key, request_hash, total_cents, currency)
+VALUES ($1, $2, $3, $4)
+RETURNING id, created_at;
+
+-- insert_order_lines --
+-- One line per product, at the price charged (the primary's price under lock).
+INSERT INTO order_lines (order_id, line_no, product_id, quantity, price_cents)
+SELECT $1, l.line_no, l.product_id, l.quantity, l.price_cents
+FROM unnest($2::smallint[], $3::bigint[], $4::int[], $5::bigint[]) AS l(line_no, product_id, quantity, price_cents);
+
+-- insert_stock_events --
+-- One outbox event per product whose stock changed, so displayed inventory is invalidated; one NOTIFY.
+WITH events AS (
+    INSERT INTO outbox (event_type, aggregate_id, payload)
+    SELECT 'product.inventory_changed', e.id,
+           jsonb_build_object('id', e.id, 'version', e.version, 'category_id', e.category_id,
+                              'old_category_id', e.category_id)
+    FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS e(id, version, category_id)
+    RETURNING id
+)
+SELECT pg_notify('outbox', max(id)::text) FROM events;
+
+-- get_order --
+-- A decision read: the order as recorded, from the primary.
+SELECT id, total_cents, currency, created_at FROM orders WHERE id = $1;
+
+-- get_order_lines --
+-- The lines of one order, in the order they were placed.
+SELECT product_id, quantity, price_cents FROM order_lines WHERE order_id = $1 ORDER BY line_no;
