@@ -10,6 +10,7 @@ An ``Idempotency-Key`` makes a retried checkout return the first order instead o
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 
 import asyncpg
@@ -17,7 +18,7 @@ import msgspec
 
 from app.checkout.schemas import CheckoutLine, Order, OrderLine
 from app.core.db import WritePool, lsn_to_int
-from app.core.metrics import CHECKOUTS
+from app.core.metrics import CHECKOUTS, DB_QUERY_SECONDS
 from app.core.problems import Problem
 from app.core.sql import load_queries
 
@@ -63,6 +64,7 @@ class Checkout:
         """Charge the primary's prices, never oversell, and place each keyed request once."""
         _reject_duplicates(lines)
         fingerprint = request_hash(lines)
+        started = time.perf_counter()
         async with self.pool.acquire() as conn:
             async with conn.transaction():
                 if idempotency_key is not None:
@@ -82,6 +84,7 @@ class Checkout:
                         return CheckoutResult(order, replayed=True, commit_lsn=0, written=[])
                 order, written = await self._charge(conn, lines, idempotency_key, fingerprint)
             lsn = lsn_to_int(await conn.fetchval(COMMIT_LSN))  # after COMMIT, same connection
+        DB_QUERY_SECONDS.labels("primary", "checkout").observe(time.perf_counter() - started)
         CHECKOUTS.labels("ok").inc()
         return CheckoutResult(order, replayed=False, commit_lsn=lsn, written=written)
 
@@ -166,8 +169,11 @@ class Checkout:
 
     async def get_order(self, order_id: int) -> Order | None:
         """A decision read, from the primary."""
+        started = time.perf_counter()
         async with self.pool.acquire() as conn:
-            return await self._order(conn, order_id)
+            order = await self._order(conn, order_id)
+        DB_QUERY_SECONDS.labels("primary", "order.get").observe(time.perf_counter() - started)
+        return order
 
     @staticmethod
     async def _order(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], order_id: int) -> Order | None:

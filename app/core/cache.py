@@ -5,10 +5,11 @@ Keys (Redis-Cluster-safe: a key without braces hashes whole, so ``product:42`` a
 
 - ``product:<id>``         the cached product: ``b"<version>|<json>"``
 - ``{product:<id>}:fence`` the highest version the relay has seen committed for this product
-- ``gen:category:<id>``, ``gen:search``, ``gen:top-selling``  list/search cache generations,
-  stored as ``"<n>:<lsn hex>"``: the counter, and the primary's WAL insert position when the relay
-  bumped it (after the events' commits). A list read from a replica that has not replayed that
-  far may be served but is not cached, which closes the stale-refill race for lists too.
+- ``gen:category:<id>``, ``gen:search``, ``gen:top-selling``  list/search cache generations:
+  a counter (part of every list key) and the primary's WAL insert position the relay read after
+  the events committed. A list read from a replica that has not replayed that far may be served
+  but is not cached, which closes the stale-refill race for lists too. Bumps are coalesced to at
+  most one per interval, or a busy catalog would never get a list-cache hit.
 
 The fence closes the stale-refill races (DESIGN.md rule 4): a fill that read an old row, from a
 slow query or a lagging replica, is refused once the relay has announced a newer version.
@@ -87,18 +88,29 @@ end
 return #KEYS / 2
 """
 
-# Bump a list generation, remembering the highest primary LSN the relay has seen for it.
-# KEYS: generation key. ARGV: LSN as 16 hex digits (compared as text: exact, unlike Lua numbers).
+# Bump a list generation, at most once per interval (writes in between are coalesced into one
+# bump), remembering the primary LSN the bump covers. Value: "<n>:<lsn>:<pending lsn>:<bumped ms>".
+# KEYS: generation key. ARGV: LSN (16 hex digits, compared as text: exact, unlike Lua numbers),
+# or '' to only flush a pending bump; minimum interval in ms. Returns 1 when nothing is left
+# pending, 0 when a bump is waiting for its interval.
 _BUMP_GENERATION = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n, lsn, pending, bumped = 0, '0000000000000000', '', 0
 local current = redis.call('GET', KEYS[1])
-local n, lsn = 0, '0000000000000000'
 if current then
-  n = tonumber(string.match(current, '^(%d+)')) or 0
-  lsn = string.match(current, ':(%x+)$') or lsn
+  local a, b, c, d = string.match(current, '^(%d+):(%x+):(%x*):(%d+)$')
+  if a then n, lsn, pending, bumped = tonumber(a), b, c, tonumber(d) end
 end
-if ARGV[1] > lsn then lsn = ARGV[1] end
-redis.call('SET', KEYS[1], (n + 1) .. ':' .. lsn)
-return n + 1
+if ARGV[1] ~= '' and (pending == '' or ARGV[1] > pending) then pending = ARGV[1] end
+if pending == '' then return 1 end
+if now - bumped >= tonumber(ARGV[2]) then
+  if pending > lsn then lsn = pending end
+  redis.call('SET', KEYS[1], (n + 1) .. ':' .. lsn .. '::' .. now)
+  return 1
+end
+redis.call('SET', KEYS[1], n .. ':' .. lsn .. ':' .. pending .. ':' .. bumped)
+return 0
 """
 
 
@@ -107,12 +119,17 @@ def lsn_hex(lsn: int) -> str:
 
 
 def parse_generation(raw: bytes | str | None) -> tuple[int, int]:
-    """``(counter, lsn)`` of a generation key's value; a missing key is generation 0 at LSN 0."""
+    """``(counter, lsn)`` of a generation: the LSN a replica must have replayed for its lists to be cached.
+
+    That is the bumped LSN, or a pending (coalesced, not yet bumped) one if higher: a list read
+    from a replica that has replayed the pending changes is fresh, one that has not is not.
+    A missing key is generation 0 at LSN 0.
+    """
     if raw is None:
         return 0, 0
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    counter, _, lsn = text.partition(":")
-    return int(counter), int(lsn or "0", 16)
+    parts = (raw.decode() if isinstance(raw, bytes) else raw).split(":")
+    lsns = [int(p, 16) for p in parts[1:3] if p]
+    return int(parts[0]), max(lsns, default=0)
 
 
 # Cache a product only if it is at least as new as the fence and as any cached entry.

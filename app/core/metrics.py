@@ -21,7 +21,7 @@ WRITES = Counter(
 )
 DB_QUERY_SECONDS = Histogram(
     "catalog_db_query_seconds",
-    "Database time per pool and named query.",
+    "Database time per pool (replica, primary-read, primary) and endpoint (policy name).",
     ["pool", "query"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
 )

@@ -68,6 +68,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # Fences must outlive the largest replica lag ever served; a replica behind max_replica_lag is
     # out of rotation, so a generous multiple of it is safe.
     fence_ttl_s: int = 300
+    # List/search generations are bumped at most this often; writes in between share one bump.
+    # A list is at most this (plus the relay's poll interval and replica lag) behind a write.
+    list_generation_interval_s: float = 5.0
 
     def __post_init__(self) -> None:
         if self.pool_min_size < 0 or self.pool_max_size < 1 or self.pool_min_size > self.pool_max_size:

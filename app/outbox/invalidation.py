@@ -58,15 +58,23 @@ SCRIPT_CHUNK = 500
 
 
 async def apply_plan(
-    redis: Redis, scripts: CacheScripts, plan: InvalidationPlan, fence_ttl_ms: int, lsn: int = 0
-) -> None:
+    redis: Redis,
+    scripts: CacheScripts,
+    plan: InvalidationPlan,
+    fence_ttl_ms: int,
+    *,
+    lsn: int = 0,
+    generation_interval_ms: int = 0,
+) -> set[str]:
     """Fence and delete every product, bump every affected list generation: one round trip.
 
     ``lsn`` is the primary's WAL insert position read after the events committed; generations
     remember it so list readers know which replicas are fresh enough to fill the cache from.
+    Returns the generation keys whose bump is pending (coalesced): flush them later with
+    :func:`flush_generations`.
     """
     if not plan.versions and not plan.lists:
-        return
+        return set()
     items = list(plan.versions.items())
     async with redis.pipeline(transaction=False) as pipe:
         for start in range(0, len(items), SCRIPT_CHUNK):
@@ -79,5 +87,18 @@ async def apply_plan(
         if plan.lists:
             generations += [GEN_SEARCH, GEN_TOP_SELLING]
         for key in generations:
-            await scripts.bump_generation(keys=[key], args=[lsn_hex(lsn)], client=pipe)
-        await pipe.execute()
+            await scripts.bump_generation(keys=[key], args=[lsn_hex(lsn), generation_interval_ms], client=pipe)
+        results = await pipe.execute()
+    return {key for key, done in zip(generations, results[len(results) - len(generations) :], strict=True) if not done}
+
+
+async def flush_generations(scripts: CacheScripts, keys: set[str], generation_interval_ms: int) -> set[str]:
+    """Bump the pending generations whose interval has passed; returns those still pending."""
+    if not keys:
+        return set()
+    ordered = sorted(keys)
+    async with scripts.redis.pipeline(transaction=False) as pipe:
+        for key in ordered:
+            await scripts.bump_generation(keys=[key], args=["", generation_interval_ms], client=pipe)
+        results = await pipe.execute()
+    return {key for key, done in zip(ordered, results, strict=True) if not done}

@@ -35,7 +35,7 @@ from app.core.metrics import (
 )
 from app.core.settings import Settings
 from app.core.sql import load_queries
-from app.outbox.invalidation import InvalidationPlan, apply_plan
+from app.outbox.invalidation import InvalidationPlan, apply_plan, flush_generations
 
 Q = load_queries("outbox")
 CHANNEL = "outbox"
@@ -58,6 +58,7 @@ class RelayConfig:
     retention_s: int = 86_400
     fence_ttl_ms: int = 300_000
     connect_timeout_s: float = 5.0
+    generation_interval_ms: int = 5_000
 
     @classmethod
     def from_settings(cls, settings: Settings, name: str | None = None) -> RelayConfig:
@@ -71,6 +72,7 @@ class RelayConfig:
             retention_s=settings.outbox_retention_s,
             fence_ttl_ms=settings.fence_ttl_s * 1000,
             connect_timeout_s=settings.connect_timeout_s,
+            generation_interval_ms=int(settings.list_generation_interval_s * 1000),
         )
 
 
@@ -114,6 +116,7 @@ class OutboxRelay:
         self._last_purge = 0.0
         self._last_backlog = 0.0
         self._redis_backoff_s = 0.0  # > 0 while Redis is failing: pause instead of retrying per NOTIFY
+        self._pending_generations: set[str] = set()  # coalesced list-generation bumps still to land
 
     # ------------------------------------------------------------------ the loop
 
@@ -176,6 +179,7 @@ class OutboxRelay:
                 if stop.is_set():
                     break
                 await self.drain(conn)
+                await self._flush_generations()
                 if time.monotonic() - last_probe >= self.config.probe_interval_s:
                     # A half-open TCP connection delivers no notifications and no error: ask.
                     await conn.fetchval("SELECT 1", timeout=2.0)
@@ -218,7 +222,14 @@ class OutboxRelay:
             # Every claimed event has committed, so this is at or past each of their commit records.
             lsn = lsn_to_int(await conn.fetchval(Q["wal_insert_lsn"]))
             try:
-                await apply_plan(self.redis, self.scripts, plan, self.config.fence_ttl_ms, lsn)
+                self._pending_generations |= await apply_plan(
+                    self.redis,
+                    self.scripts,
+                    plan,
+                    self.config.fence_ttl_ms,
+                    lsn=lsn,
+                    generation_interval_ms=self.config.generation_interval_ms,
+                )
             except _REDIS_ERRORS as exc:
                 error = f"redis: {type(exc).__name__}: {exc}"[:500]
             if error is None:
@@ -254,6 +265,16 @@ class OutboxRelay:
         self.processed_total += len(rows)
         self.last_batch_at = now
         self.last_error = None
+
+    async def _flush_generations(self) -> None:
+        if not self._pending_generations or self._redis_backoff_s:
+            return
+        try:
+            self._pending_generations = await flush_generations(
+                self.scripts, self._pending_generations, self.config.generation_interval_ms
+            )
+        except _REDIS_ERRORS as exc:
+            log.warning("relay.generation_flush_failed", relay=self.config.name, error=repr(exc))
 
     # ------------------------------------------------------------------ housekeeping
 

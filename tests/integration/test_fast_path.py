@@ -33,7 +33,9 @@ async def _until(predicate, within_s: float = 5.0) -> None:  # type: ignore[no-u
 
 def _relay_settings(db: ScratchDatabase, **extra: object):  # type: ignore[no-untyped-def]
     # A paused replica must stay in rotation for these tests: lag bound well above their runtime.
-    return db.settings(relay_enabled=True, relay_poll_interval_s=0.2, max_replica_lag_ms=20_000, **extra)
+    return db.settings(
+        relay_enabled=True, relay_poll_interval_s=0.2, max_replica_lag_ms=20_000, list_generation_interval_s=0, **extra
+    )
 
 
 async def _fence_reaches(redis: aioredis.Redis, product_id: int, version: int) -> None:
@@ -331,7 +333,7 @@ async def test_stampede_on_a_cold_key_reads_the_database_a_handful_of_times(db: 
 
         def db_reads() -> float:
             return sum(
-                _metric(_app, "catalog_db_query_seconds_count", pool=pool, query="get_product")
+                _metric(_app, "catalog_db_query_seconds_count", pool=pool, query="product.get")
                 for pool in ("replica", "primary-read")
             )
 

@@ -271,3 +271,24 @@ async def test_retention_purges_only_old_processed_events(
     assert deleted == 24  # the ones 24.5 h .. 47.5 h old
     assert await primary.fetchval("SELECT count(*) FROM outbox") == 25
     assert await _pending(primary) == 1, "pending events are never purged"
+
+
+async def test_list_generations_are_coalesced_and_pending_bumps_land(redis_client: aioredis.Redis) -> None:
+    from app.outbox.invalidation import InvalidationPlan, apply_plan, flush_generations
+
+    scripts = CacheScripts(redis_client)
+    plan = InvalidationPlan.of([{"id": 1, "version": 2, "category_id": 3, "old_category_id": 3}])
+    pending: set[str] = set()
+    started = time.monotonic()
+    for lsn in range(100, 150):  # 50 writes in quick succession
+        pending |= await apply_plan(redis_client, scripts, plan, 60_000, lsn=lsn, generation_interval_ms=500)
+    elapsed = time.monotonic() - started
+    counter, lsn_seen = parse_generation(await redis_client.get("gen:search"))
+    assert counter <= 1 + int(elapsed / 0.5) + 1, "at most one bump per interval"
+    assert "gen:search" in pending
+    assert lsn_seen == 149, "readers already know the pending LSN: replicas behind it fill nothing"
+    await asyncio.sleep(0.55)
+    assert await flush_generations(scripts, pending, 500) == set()
+    after, after_lsn = parse_generation(await redis_client.get("gen:search"))
+    assert after == counter + 1, "the pending change got its bump"
+    assert after_lsn == 149

@@ -106,9 +106,12 @@ class ReadRouter:
         return Route(self.primary, "primary", reason, None)
 
     async def run(
-        self, query_name: str, work: Callable[[ReadPool], Awaitable[T]], *, min_lsn: int = 0
+        self, endpoint: str, work: Callable[[ReadPool], Awaitable[T]], *, min_lsn: int = 0
     ) -> tuple[T, Route]:
-        """Run ``work`` on the chosen pool; a replica failure retries once on the primary."""
+        """Run ``work`` on the chosen pool; a replica failure retries once on the primary.
+
+        Database time is recorded per pool and per endpoint (the policy name), for ops/hotpath.
+        """
         chosen = self.route(min_lsn)
         if chosen.replica is not None:
             started = time.perf_counter()
@@ -120,11 +123,11 @@ class ReadRouter:
                 log.warning("reads.replica_failed", replica=chosen.replica.name, error=type(exc).__name__)
                 chosen = Route(self.primary, "primary", "replica-failed", None)
             else:
-                DB_QUERY_SECONDS.labels("replica", query_name).observe(time.perf_counter() - started)
+                DB_QUERY_SECONDS.labels("replica", endpoint).observe(time.perf_counter() - started)
                 return result, chosen
         started = time.perf_counter()
         result = await work(self.primary)
-        DB_QUERY_SECONDS.labels("primary-read", query_name).observe(time.perf_counter() - started)
+        DB_QUERY_SECONDS.labels("primary-read", endpoint).observe(time.perf_counter() - started)
         return result, chosen
 
     async def close(self) -> None:

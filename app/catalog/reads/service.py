@@ -6,6 +6,7 @@ Bodies are JSON encoded once, when read from the database, and served as bytes f
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -20,7 +21,7 @@ from app.catalog.reads.routing import ReadRouter, Route
 from app.catalog.schemas import ProductRead
 from app.core.cache import GEN_SEARCH, GEN_TOP_SELLING, category_generation_key, product_key
 from app.core.db import ReadPool
-from app.core.metrics import READ_SOURCE, RECOMMENDATION_FAILURES
+from app.core.metrics import DB_QUERY_SECONDS, READ_SOURCE, RECOMMENDATION_FAILURES
 from app.core.policy import policy
 from app.core.problems import Problem
 from app.core.ryw import RywToken
@@ -121,8 +122,11 @@ class ProductReads:
 
         if primary:
             route = Route(self.router.primary, "primary", "ryw", None)
-            return await fetch(self.router.primary), route
-        return await self.router.run("get_product", fetch)
+            started = time.perf_counter()
+            row = await fetch(self.router.primary)
+            DB_QUERY_SECONDS.labels("primary-read", "product.get").observe(time.perf_counter() - started)
+            return row, route
+        return await self.router.run("product.get", fetch)
 
     async def _load(self, product_id: int, state: CacheState) -> _Loaded:
         key = product_key(product_id)
@@ -170,12 +174,14 @@ class ListReads:
     async def _cached(
         self,
         name: str,
-        gen_key: str,
+        gen_key: str | None,
         key_suffix: str,
         token: RywToken | None,
         load: Callable[[int], Awaitable[tuple[bytes, Route]]],
     ) -> View:
         """Serve from ``<family>:<generation>:<suffix>``, or load (and store) on a miss.
+
+        Without a generation key the entry lives for its TTL only (freshness class "minutes").
 
         A reader with a read-your-writes token skips the list cache (it may predate their write)
         and reads a replica only once it has replayed their commit.
@@ -187,13 +193,13 @@ class ListReads:
             reason = "ryw" if route.source == "primary" else "miss"
             READ_SOURCE.labels(name, route.source, reason).inc()
             return View(body, route.source, "bypass", reason)
-        generation = await self.cache.generation(gen_key)
+        generation = await self.cache.generation(gen_key) if gen_key is not None else (0, 0)
         if generation is None:
             body, route = await load(0)
             READ_SOURCE.labels(name, route.source, "cache-down" if route.source == "replica" else route.reason).inc()
             return View(body, route.source, "bypass", route.reason)
         counter, generation_lsn = generation
-        key = f"{family}:g{counter}:{key_suffix}"
+        key = f"{family}:g{counter}:{key_suffix}" if gen_key is not None else f"{family}:{key_suffix}"
         cached, state = await self.cache.get_list(family, key)
         if cached is not None:
             READ_SOURCE.labels(name, "cache", "hit").inc()
@@ -227,7 +233,7 @@ class ListReads:
                 exists = bool(rows) or await pool.fetchval(Q["category_exists_read"], category_id)
                 return rows, exists
 
-            (rows, exists), route = await self.router.run("category_products", fetch, min_lsn=min_lsn)
+            (rows, exists), route = await self.router.run("category.products", fetch, min_lsn=min_lsn)
             if not exists:
                 raise Problem(404, "category_not_found", f"category {category_id} does not exist")
             more = len(rows) > limit
@@ -263,7 +269,7 @@ class ListReads:
                 rows = await pool.fetch(Q["search_fuzzy"], text, rank, last_id, limit + 1)
                 return rows, "fuzzy"
 
-            (rows, mode), route = await self.router.run("search", fetch, min_lsn=min_lsn)
+            (rows, mode), route = await self.router.run("search.products", fetch, min_lsn=min_lsn)
             more = len(rows) > limit
             page = rows[:limit]
             next_cursor = (
@@ -281,7 +287,7 @@ class ListReads:
             async def fetch(pool: ReadPool) -> list[asyncpg.Record]:
                 return await pool.fetch(Q["top_selling"], limit, TOP_SELLING_DAYS)
 
-            rows, route = await self.router.run("top_selling", fetch, min_lsn=min_lsn)
+            rows, route = await self.router.run("products.top_selling", fetch, min_lsn=min_lsn)
             return _encoder.encode(Items([_product(r) for r in rows])), route
 
         return await self._cached("products.top_selling", GEN_TOP_SELLING, str(limit), token, load)
@@ -302,7 +308,7 @@ class ListReads:
             return _encoder.encode(Items([_product(r) for r in rows])), route
 
         try:
-            return await self._cached("recommendations", GEN_TOP_SELLING, f"{product_id}:{limit}", token, load)
+            return await self._cached("recommendations", None, f"{product_id}:{limit}", token, load)
         except Exception as exc:  # noqa: BLE001  (recommendations degrade, they never break the page)
             RECOMMENDATION_FAILURES.inc()
             log.warning("reads.recommendations_failed", product_id=product_id, error=f"{type(exc).__name__}: {exc}")

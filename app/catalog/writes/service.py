@@ -7,6 +7,7 @@ WAL insert LSN on the same connection for the read-your-writes token (DESIGN.md 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ import msgspec
 
 from app.catalog.schemas import ProductRead
 from app.core.db import WritePool, lsn_to_int
-from app.core.metrics import WRITES
+from app.core.metrics import DB_QUERY_SECONDS, WRITES
 from app.core.problems import Problem
 from app.core.sql import load_queries
 
@@ -37,6 +38,13 @@ class ProductEvent(msgspec.Struct, kw_only=True):
     old_category_id: int
 
 
+# Outbox event type → endpoint (policy name) its database time is reported under.
+_ENDPOINT_OF = {
+    "product.created": "product.create",
+    "product.updated": "product.update",
+    "product.inventory_changed": "product.adjust_inventory",
+    "product.archived": "product.archive",
+}
 _UPDATE_FIELDS = ("sku", "name", "description", "category_id", "price_cents", "currency")
 
 
@@ -77,6 +85,7 @@ class ProductWrites:
         return await self._write("product.archived", product_id, Q["archive_product"], product_id, if_match)
 
     async def _write(self, event_type: str, product_id: int | None, query: str, *args: Any) -> WriteResult:
+        started = time.perf_counter()
         async with self.pool.acquire() as conn:
             try:
                 async with conn.transaction():
@@ -101,6 +110,7 @@ class ProductWrites:
             # After COMMIT, on the same connection: at or past the end of our commit record.
             lsn: str = await conn.fetchval(Q["commit_lsn"])
         WRITES.labels(event_type).inc()
+        DB_QUERY_SECONDS.labels("primary", _ENDPOINT_OF[event_type]).observe(time.perf_counter() - started)
         return WriteResult(product=product, commit_lsn=lsn_to_int(lsn))
 
     @staticmethod
