@@ -62,10 +62,9 @@ async def checkout(
         return Response(_encoder.encode(result.order), status_code=200, media_type="application/json", headers=headers)
     services = services_of(request)
     settings = services.settings
-    # The shopper's next product read shows the stock they just took.
-    cookie = ryw_cookie(
-        services.ryw, settings, request.cookies.get(settings.ryw_cookie_name), result.commit_lsn, result.written
-    )
+    # The shopper's next product page shows the stock they just took (product versions only:
+    # lists may show stock up to their TTL late, so this token does not route lists to the primary).
+    cookie = ryw_cookie(services.ryw, settings, request.cookies.get(settings.ryw_cookie_name), 0, result.written)
     return Response(
         _encoder.encode(result.order), status_code=201, media_type="application/json", headers=headers,
         cookies=[cookie],

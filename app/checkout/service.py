@@ -17,20 +17,18 @@ import asyncpg
 import msgspec
 
 from app.checkout.schemas import CheckoutLine, Order, OrderLine
-from app.core.db import WritePool, lsn_to_int
+from app.core.db import WritePool
 from app.core.metrics import CHECKOUTS, DB_QUERY_SECONDS
 from app.core.problems import Problem
 from app.core.sql import load_queries
 
 Q = load_queries("checkout")
-COMMIT_LSN = load_queries("catalog")["commit_lsn"]
 
 
 @dataclass(frozen=True, slots=True)
 class CheckoutResult:
     order: Order
     replayed: bool  # True when an earlier request with the same Idempotency-Key placed it
-    commit_lsn: int
     written: list[tuple[int, int]]  # (product_id, new version), for the read-your-writes token
 
 
@@ -65,28 +63,26 @@ class Checkout:
         _reject_duplicates(lines)
         fingerprint = request_hash(lines)
         started = time.perf_counter()
-        async with self.pool.acquire() as conn:
-            async with conn.transaction():
-                if idempotency_key is not None:
-                    await conn.execute(Q["lock_idempotency_key"], idempotency_key)
-                    previous = await conn.fetchrow(Q["order_by_key"], idempotency_key)
-                    if previous is not None:
-                        if bytes(previous["request_hash"]) != fingerprint:
-                            CHECKOUTS.labels("idempotency_conflict").inc()
-                            raise Problem(
-                                422,
-                                "idempotency_key_reused",
-                                "this Idempotency-Key was used for a different checkout",
-                            )
-                        CHECKOUTS.labels("idempotent_replay").inc()
-                        order = await self._order(conn, previous["id"])
-                        assert order is not None
-                        return CheckoutResult(order, replayed=True, commit_lsn=0, written=[])
-                order, written = await self._charge(conn, lines, idempotency_key, fingerprint)
-            lsn = lsn_to_int(await conn.fetchval(COMMIT_LSN))  # after COMMIT, same connection
+        async with self.pool.acquire() as conn, conn.transaction():
+            if idempotency_key is not None:
+                await conn.execute(Q["lock_idempotency_key"], idempotency_key)
+                previous = await conn.fetchrow(Q["order_by_key"], idempotency_key)
+                if previous is not None:
+                    if bytes(previous["request_hash"]) != fingerprint:
+                        CHECKOUTS.labels("idempotency_conflict").inc()
+                        raise Problem(
+                            422,
+                            "idempotency_key_reused",
+                            "this Idempotency-Key was used for a different checkout",
+                        )
+                    CHECKOUTS.labels("idempotent_replay").inc()
+                    order = await self._order(conn, previous["id"])
+                    assert order is not None
+                    return CheckoutResult(order, replayed=True, written=[])
+            order, written = await self._charge(conn, lines, idempotency_key, fingerprint)
         DB_QUERY_SECONDS.labels("primary", "checkout").observe(time.perf_counter() - started)
         CHECKOUTS.labels("ok").inc()
-        return CheckoutResult(order, replayed=False, commit_lsn=lsn, written=written)
+        return CheckoutResult(order, replayed=False, written=written)
 
     async def _charge(
         self,

@@ -20,7 +20,10 @@ from app.core.settings import Settings
 
 
 class RywToken(msgspec.Struct, array_like=True, frozen=True):
-    lsn: int  # commit LSN of the user's last write, as an integer
+    # Commit LSN of the user's last catalog write (0: none). Lists and search read from a replica
+    # only once it has replayed this far. Checkouts leave it alone: they change stock, which the
+    # product page must show the buyer at once, while lists may show stock a TTL late.
+    lsn: int
     expires_at: int  # unix seconds
     writes: tuple[tuple[int, int], ...]  # (product_id, version), newest last, bounded
 
@@ -112,7 +115,10 @@ def token_from_cookie(raw: str | None, codec: RywCodec) -> RywToken | None:
 def ryw_cookie(
     codec: RywCodec, settings: Settings, previous_raw: str | None, lsn: int, writes: list[tuple[int, int]]
 ) -> Cookie:
-    """The cookie to set after a commit: the caller's valid token merged with this write."""
+    """The cookie to set after a commit: the caller's valid token merged with this write.
+
+    Pass ``lsn=0`` for a write whose effect lists need not show at once (a checkout's stock).
+    """
     token = codec.after_write(token_from_cookie(previous_raw, codec), lsn, writes)
     return Cookie(
         key=settings.ryw_cookie_name,

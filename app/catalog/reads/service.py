@@ -188,7 +188,7 @@ class ListReads:
         """
         endpoint = policy(name)
         family = (endpoint.cache_key or name).split(":", 1)[0]
-        if token is not None:
+        if token is not None and token.lsn:
             body, route = await load(token.lsn)
             reason = "ryw" if route.source == "primary" else "miss"
             READ_SOURCE.labels(name, route.source, reason).inc()
