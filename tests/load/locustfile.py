@@ -7,7 +7,8 @@ Run it with ``ops/load`` (headless, bounded, reports under ``.run/load/``):
     ops/load --peak          # ramp up, hold, spike, recover (tests/load/peak_shape.py)
 
 The mix (per request, roughly): ~90% display reads — product views with Zipf-distributed
-popularity, searches from the seeded vocabulary (some with typos), category browsing that follows
+popularity, searches from the seeded vocabulary with Zipf-distributed query popularity (some
+with typos), category browsing that follows
 cursors, recommendations, top sellers — ~1% admin writes (price, description, inventory) by
 writer users who read their own write back at once, and ~3% checkouts that send the price the
 shopper last saw. A writer who does not see their own write is a read-your-writes violation: a
@@ -55,19 +56,30 @@ popular_product = _zipf_sampler(PRODUCTS, ZIPF_S)
 _NOUNS = [noun for nouns in CATEGORIES.values() for noun in nouns]
 
 
-def _search_term() -> str:
-    roll = random.random()
+def _make_search_term(rng: random.Random) -> str:
+    roll = rng.random()
     if roll < 0.5:
-        term = random.choice(_NOUNS).lower()
+        term = rng.choice(_NOUNS).lower()
     elif roll < 0.7:
-        term = f"{random.choice(MATERIALS)} {random.choice(_NOUNS)}".lower()
+        term = f"{rng.choice(MATERIALS)} {rng.choice(_NOUNS)}".lower()
     elif roll < 0.85:
-        term = random.choice(ADJECTIVES + BRANDS).lower()
+        term = rng.choice(ADJECTIVES + BRANDS).lower()
     else:  # a typo: drop one letter of a longer word
-        word = random.choice([w for w in _NOUNS if len(w) > 5]).lower()
-        cut = random.randrange(1, len(word) - 1)
+        word = rng.choice([w for w in _NOUNS if len(w) > 5]).lower()
+        cut = rng.randrange(1, len(word) - 1)
         term = word[:cut] + word[cut + 1 :]
     return term
+
+
+# Search queries repeat the way real ones do: a few are very popular, most are rare (Zipf over
+# 3000 distinct queries built from the seeded vocabulary, typos included).
+_rng = random.Random(11)
+_QUERIES = [_make_search_term(_rng) for _ in range(3000)]
+_popular_query_rank = _zipf_sampler(len(_QUERIES), 1.0, seed=13)
+
+
+def _search_term() -> str:
+    return _QUERIES[_popular_query_rank() - 1]
 
 
 def _violation(user: FastHttpUser, name: str, detail: str) -> None:
