@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
 from litestar import Litestar
@@ -14,6 +15,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from app.catalog.reads.cache import DisplayCache
+from app.catalog.reads.near_cache import NearCache
 from app.catalog.reads.routes import ROUTES as READ_ROUTES
 from app.catalog.reads.routing import ReadRouter, Replica, ReplicaMonitor
 from app.catalog.reads.service import ListReads, ProductReads
@@ -40,8 +42,11 @@ class MetricsController(PrometheusController):
     path = "/metrics"
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
-    """Build the app; pools and tasks are created in its lifespan, not at import."""
+def create_app(settings: Settings | None = None, **litestar_options: Any) -> Litestar:
+    """Build the app; pools and tasks are created in its lifespan, not at import.
+
+    ``litestar_options`` are passed to ``Litestar`` (benchmarks mount comparison routes with them).
+    """
     settings = settings or get_settings()
     configure_logging(settings)
 
@@ -71,9 +76,20 @@ def create_app(settings: Settings | None = None) -> Litestar:
         stop = asyncio.Event()
         monitor_task = asyncio.create_task(monitor.run(stop), name="replica-monitor")
         monitor_task.add_done_callback(_log_task_end)
+        # The near cache hears invalidations through this instance's relay connection.
+        near = (
+            NearCache(settings.near_cache_ttl_s, settings.near_cache_max_entries, settings.near_cache_max_bytes)
+            if settings.near_cache_enabled and settings.relay_enabled
+            else None
+        )
         if settings.relay_enabled:
             relay_redis = create_redis(settings, timeout_ms=settings.relay_redis_timeout_ms)
-            relay = OutboxRelay(RelayConfig.from_settings(settings), relay_redis)
+            relay = OutboxRelay(
+                RelayConfig.from_settings(settings),
+                relay_redis,
+                on_invalidated=near.invalidate_many if near is not None else None,
+                on_connected=near.clear if near is not None else None,
+            )
             relay_task = asyncio.create_task(relay.run(stop), name="outbox-relay")
             relay_task.add_done_callback(_log_task_end)
         app.state.services = Services(
@@ -82,7 +98,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             reads_router=router,
             redis=redis,
             ryw=RywCodec.from_settings(settings),
-            product_reads=ProductReads(router, display_cache, settings.instance_name),
+            product_reads=ProductReads(router, display_cache, settings.instance_name, near),
             list_reads=ListReads(router, display_cache),
             checkout=Checkout(write_pool),
             product_writes=ProductWrites(write_pool),
@@ -106,8 +122,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     prometheus = PrometheusConfig(app_name="catalog", group_path=True, exclude=["/metrics"])
 
+    extra_handlers = litestar_options.pop("route_handlers", [])
     return Litestar(
-        route_handlers=[*READ_ROUTES, *WRITE_ROUTES, *CHECKOUT_ROUTES, *OPS_ROUTES, MetricsController],
+        route_handlers=[*READ_ROUTES, *WRITE_ROUTES, *CHECKOUT_ROUTES, *OPS_ROUTES, MetricsController, *extra_handlers],
         lifespan=[lifespan],
         middleware=[
             request_context_middleware(settings.instance_name, debug_headers=settings.debug_headers),
@@ -123,6 +140,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             create_examples=False,
         ),
         debug=False,
+        **litestar_options,
     )
 
 

@@ -43,6 +43,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     redis_socket_timeout_ms: int = 50
     # After a Redis failure, display reads skip Redis this long before one probe tries again.
     redis_breaker_cooldown_s: float = 1.0
+    # In-process product cache in front of Redis, kept fresh by the relays' announcements.
+    # It needs this instance's relay connection to hear them (CATALOG_RELAY_ENABLED).
+    near_cache_enabled: bool = True
+    near_cache_ttl_s: float = 2.0
+    near_cache_max_entries: int = 20_000
+    near_cache_max_bytes: int = 32 * 1024 * 1024
 
     admin_token: str = "dev-admin-token"  # noqa: S105  (refused when CATALOG_ENV=production)
     ryw_secret: str = "dev-ryw-secret-change-me"  # noqa: S105  (refused when CATALOG_ENV=production)
@@ -59,6 +65,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     relay_enabled: bool = True
     relay_poll_interval_s: float = 1.0
+    # LISTEN for wake-ups (true) or poll only (false: e.g. behind a transaction-pooling proxy).
+    relay_listen: bool = True
     relay_batch_size: int = 2_000
     relay_probe_interval_s: float = 5.0
     relay_max_backoff_s: float = 5.0

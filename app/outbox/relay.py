@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,10 @@ from app.outbox.invalidation import InvalidationPlan, apply_plan, flush_generati
 
 Q = load_queries("outbox")
 CHANNEL = "outbox"
+# After each batch the relay announces the (product, version) pairs it invalidated here, for the
+# near caches of every instance. NOTIFY payloads must stay under 8000 bytes.
+INVALIDATION_CHANNEL = "catalog_invalidation"
+_NOTIFY_PAYLOAD_MAX = 7_000
 log = structlog.get_logger("catalog.relay")
 
 _REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
@@ -59,6 +64,8 @@ class RelayConfig:
     fence_ttl_ms: int = 300_000
     connect_timeout_s: float = 5.0
     generation_interval_ms: int = 5_000
+    # False: poll only (e.g. behind a transaction-pooling proxy, where LISTEN does not work).
+    listen: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings, name: str | None = None) -> RelayConfig:
@@ -73,6 +80,7 @@ class RelayConfig:
             fence_ttl_ms=settings.fence_ttl_s * 1000,
             connect_timeout_s=settings.connect_timeout_s,
             generation_interval_ms=int(settings.list_generation_interval_s * 1000),
+            listen=settings.relay_listen,
         )
 
 
@@ -102,9 +110,20 @@ async def wait_first(wake: asyncio.Event, stop: asyncio.Event, within_s: float) 
 class OutboxRelay:
     """One relay: run it as a task (``run(stop)``) in an app instance or in ``catalog relay``."""
 
-    def __init__(self, config: RelayConfig, redis: Redis) -> None:
+    def __init__(
+        self,
+        config: RelayConfig,
+        redis: Redis,
+        *,
+        on_invalidated: Callable[[list[tuple[int, int]]], None] | None = None,
+        on_connected: Callable[[], None] | None = None,
+    ) -> None:
         self.config = config
         self.redis = redis
+        # Subscribers to every relay's announcements (this instance's near cache), and to our
+        # reconnects (announcements sent while we were away are lost).
+        self.on_invalidated = on_invalidated
+        self.on_connected = on_connected
         self.scripts = CacheScripts(redis)
         self._wake = asyncio.Event()
         self.connected = False
@@ -158,7 +177,12 @@ class OutboxRelay:
             conn.add_termination_listener(on_terminated)
             # LISTEN first, then sweep: anything committed from here on either is in the sweep or
             # wakes us; anything committed while we were away is in the sweep.
-            await conn.add_listener(CHANNEL, on_notify)
+            if self.config.listen:
+                await conn.add_listener(CHANNEL, on_notify)
+            if self.on_invalidated is not None:
+                await conn.add_listener(INVALIDATION_CHANNEL, self._on_announcement)
+                if self.on_connected is not None:
+                    self.on_connected()
             self.backend_pid = conn.get_server_pid()
             self.connected = True
             self.connections += 1
@@ -234,6 +258,8 @@ class OutboxRelay:
                 error = f"redis: {type(exc).__name__}: {exc}"[:500]
             if error is None:
                 await conn.execute(Q["mark_processed"], ids, self.config.name)
+                for payload in announcements(plan.versions):
+                    await conn.execute(Q["announce_invalidations"], payload)
                 await tx.commit()
             else:
                 await tx.rollback()
@@ -276,6 +302,15 @@ class OutboxRelay:
         except _REDIS_ERRORS as exc:
             log.warning("relay.generation_flush_failed", relay=self.config.name, error=repr(exc))
 
+    def _on_announcement(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        assert self.on_invalidated is not None
+        pairs = []
+        for item in str(payload).split(","):
+            product_id, _, version = item.partition(":")
+            if product_id.isdigit() and version.isdigit():
+                pairs.append((int(product_id), int(version)))
+        self.on_invalidated(pairs)
+
     # ------------------------------------------------------------------ housekeeping
 
     async def _housekeeping(self, conn: asyncpg.Connection[asyncpg.Record], *, force: bool = False) -> None:
@@ -313,3 +348,20 @@ async def purge_processed(
         total += deleted
         if deleted < batch_size:
             return total
+
+
+def announcements(versions: dict[int, int]) -> list[str]:
+    """``"id:version,..."`` payloads for the invalidation channel, each under the NOTIFY limit."""
+    payloads: list[str] = []
+    current: list[str] = []
+    size = 0
+    for product_id, version in versions.items():
+        item = f"{product_id}:{version}"
+        if current and size + len(item) + 1 > _NOTIFY_PAYLOAD_MAX:
+            payloads.append(",".join(current))
+            current, size = [], 0
+        current.append(item)
+        size += len(item) + 1
+    if current:
+        payloads.append(",".join(current))
+    return payloads

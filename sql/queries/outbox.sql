@@ -76,3 +76,7 @@ WHERE processed_at IS NULL AND attempts > 0;
 -- wal_insert_lsn --
 -- Read by the relay after claiming: the list generations it bumps remember this position.
 SELECT pg_current_wal_insert_lsn()::text;
+
+-- announce_invalidations --
+-- Tell every instance's near cache which product versions this batch invalidated (sent at COMMIT).
+SELECT pg_notify('catalog_invalidation', $1);

@@ -38,10 +38,16 @@ def _relay_settings(db: ScratchDatabase, **extra: object):  # type: ignore[no-un
     )
 
 
-async def _fence_reaches(redis: aioredis.Redis, product_id: int, version: int) -> None:
+async def _fence_reaches(redis: aioredis.Redis, product_id: int, version: int, app: Litestar | None = None) -> None:
+    """The relay has invalidated ``version``: in Redis, and (given the app) in its near cache."""
+
     async def fenced() -> bool:
         raw = await redis.get(fence_key(product_id))
-        return raw is not None and int(raw) >= version
+        if raw is None or int(raw) < version:
+            return False
+        near = app.state.services.product_reads.near if app is not None else None
+        entry = near.get(product_id) if near is not None else None
+        return entry is None or entry.version >= version
 
     await _until(fenced)
 
@@ -75,7 +81,7 @@ async def test_read_your_writes_while_the_replica_lags(
                 )
                 assert response.status_code == 200
                 version = response.json()["version"]
-                await _fence_reaches(redis_client, 21, version)  # the relay has invalidated
+                await _fence_reaches(redis_client, 21, version, app)  # the relay has invalidated
 
                 # Everyone else reads the replica, which has not replayed it yet.
                 theirs = await anonymous.get("/products/21")
@@ -164,7 +170,7 @@ async def test_race_1_slow_fill_after_a_newer_commit_is_refused(
             await old.close()
         write = await client.patch("/products/31", json={"price_cents": 111}, headers=admin_headers)
         new_version = write.json()["version"]
-        await _fence_reaches(redis_client, 31, new_version)
+        await _fence_reaches(redis_client, 31, new_version, app)
         await redis_client.set(product_key(31), encode_entry(stale_version, b'{"naive":true}'))  # naive SET
         assert decode_entry(await redis_client.get(product_key(31)))[0] < new_version, "race reproduced"
         release.set()
@@ -178,7 +184,7 @@ async def test_race_1_slow_fill_after_a_newer_commit_is_refused(
         await read_done.wait()
         write = await client.patch("/products/32", json={"price_cents": 222}, headers=admin_headers)
         new_version = write.json()["version"]
-        await _fence_reaches(redis_client, 32, new_version)
+        await _fence_reaches(redis_client, 32, new_version, app)
         release.set()
         served = await reader
         assert served.json()["version"] == new_version - 1  # it read before the write: fine to serve
@@ -199,7 +205,7 @@ async def test_race_2_lagging_replica_read_after_invalidation_is_not_cached(
             async with replay_paused(db.stack):
                 write = await writer.patch("/products/41", json={"price_cents": 4141}, headers=admin_headers)
                 new_version = write.json()["version"]
-                await _fence_reaches(redis_client, 41, new_version)
+                await _fence_reaches(redis_client, 41, new_version, app)
 
                 # 1. Reproduce: the replica still has the old row; a plain SET-on-miss would cache it.
                 replica = await asyncpg.connect(db.replica_dsn)
@@ -243,8 +249,9 @@ async def test_redis_unreachable_or_paused_reads_stay_fast_and_nothing_stale_rem
             assert (await client.get("/products/50")).headers["x-read-source"] == "cache"
 
             await proxy.cut()  # Redis unreachable
+            assert (await client.get("/products/50")).headers["x-cache"] == "hit", "the near cache still serves"
             timings = []
-            for pid in range(50, 60):
+            for pid in range(60, 70):  # not in the near cache: Redis would be asked
                 started = time.perf_counter()
                 response = await client.get(f"/products/{pid}")
                 timings.append(time.perf_counter() - started)
@@ -518,3 +525,44 @@ async def test_anonymous_reads_never_touch_the_primary_with_a_healthy_replica(db
             assert response.status_code == 200
             assert response.headers["x-read-source"] in ("replica", "cache"), path
         assert primary_reads() == before
+
+
+async def test_near_caches_of_other_instances_hear_the_invalidation(
+    db: ScratchDatabase, admin_headers: dict[str, str]
+) -> None:
+    settings = _relay_settings(db)
+    async with running_app(settings) as (_app_a, writer), running_app(settings) as (app_b, reader):
+        near_b = app_b.state.services.product_reads.near
+        first = await reader.get("/products/61")
+        await reader.get("/products/61")
+        assert near_b.get(61) is not None, "instance B holds product 61 in process"
+        written = await writer.patch("/products/61", json={"name": "Renamed on A"}, headers=admin_headers)
+        version = written.json()["version"]
+
+        async def dropped() -> bool:
+            entry = near_b.get(61)
+            return entry is None or entry.version >= version
+
+        await _until(dropped, within_s=0.5)  # well inside the near cache's 2 s TTL: the announcement did it
+        await wait_for_replica(db.stack)
+        again = await reader.get("/products/61")
+        assert again.json()["name"] == "Renamed on A"
+        assert again.json()["version"] > first.json()["version"]
+
+
+async def test_relay_reconnect_clears_the_near_cache(db: ScratchDatabase, primary: asyncpg.Connection) -> None:
+    async with running_app(_relay_settings(db)) as (app, client):
+        relay = app.state.services.relay
+        near = app.state.services.product_reads.near
+        await client.get("/products/62")
+        assert near.get(62) is not None
+        await primary.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'catalog.relay' AND datname = current_database()"
+        )
+
+        async def reconnected() -> bool:
+            return relay.connections >= 2 and relay.connected
+
+        await _until(reconnected)
+        assert near.get(62) is None, "announcements may have been missed: start over"

@@ -17,6 +17,7 @@ import structlog
 
 from app.catalog.reads.cache import CacheState, DisplayCache, digest, normalise_query
 from app.catalog.reads.cursors import CategoryCursor, SearchCursor, decode_cursor, encode_cursor
+from app.catalog.reads.near_cache import NearCache
 from app.catalog.reads.routing import ReadRouter, Route
 from app.catalog.schemas import ProductRead
 from app.core.cache import GEN_SEARCH, GEN_TOP_SELLING, category_generation_key, product_key
@@ -34,6 +35,7 @@ log = structlog.get_logger("catalog.reads")
 _encoder = msgspec.json.Encoder()
 
 TOP_SELLING_DAYS = 30
+_NEAR_HIT = READ_SOURCE.labels("product.get", "cache", "near")  # bound once: the hottest counter
 # A cold product key: one instance takes a lease and fills; others wait this long for it.
 LEASE_MS = 300
 LEASE_WAIT_STEPS = (0.005, 0.01, 0.02)
@@ -83,10 +85,11 @@ class _Loaded:
 class ProductReads:
     """``GET /products/{id}``: the hottest read."""
 
-    def __init__(self, router: ReadRouter, cache: DisplayCache, instance: str) -> None:
+    def __init__(self, router: ReadRouter, cache: DisplayCache, instance: str, near: NearCache | None = None) -> None:
         self.router = router
         self.cache = cache
         self.instance = instance
+        self.near = near
         self.ttl_s = policy("product.get").cache_ttl_s or 300
         self._flights: SingleFlight[_Loaded] = SingleFlight()
         # Tests hold a fill between its database read and its cache write with this hook.
@@ -95,10 +98,17 @@ class ProductReads:
     async def get_product(self, product_id: int, token: RywToken | None) -> View | None:
         """The product as displayed, or None when it does not exist (or is archived)."""
         wanted = token.version_of(product_id) if token is not None else None
+        if self.near is not None:
+            near = self.near.get(product_id)
+            if near is not None and (wanted is None or near.version >= wanted):
+                _NEAR_HIT.inc()
+                return View(near.body, "cache", "hit", "near", near.version)
         entry, state = await self.cache.get_product(product_id)
         if entry is not None:
             if wanted is None or entry.version >= wanted:
                 READ_SOURCE.labels("product.get", "cache", "hit").inc()
+                if self.near is not None:
+                    self.near.put(product_id, entry.version, entry.body)
                 return View(entry.body, "cache", "hit", "hit", entry.version)
             state = "bypass"  # older than this user's own write
         if wanted is None:
@@ -159,7 +169,9 @@ class ProductReads:
         if self.before_fill is not None:
             await self.before_fill(product_id)
         # Fenced: refused if the relay has already announced a newer version (stale-refill races).
-        await self.cache.fill_product(product_id, row["version"], body, self.ttl_s)
+        stored = await self.cache.fill_product(product_id, row["version"], body, self.ttl_s)
+        if stored and self.near is not None:
+            self.near.put(product_id, row["version"], body)
         return _Loaded(body, row["version"], route)
 
 
