@@ -40,12 +40,18 @@ def bench_http(args: argparse.Namespace) -> None:
     primary_only = Variant(
         "primary-only",
         "app.main:create_app",
-        {"CATALOG_REPLICA_DSNS": "", "CATALOG_REDIS_URL": "redis://127.0.0.1:1/0"},
+        {
+            "CATALOG_REPLICA_DSNS": "",
+            "CATALOG_REDIS_URL": "redis://127.0.0.1:1/0",
+            "CATALOG_NEAR_CACHE_ENABLED": "false",
+        },
     )
+    redis_only = Variant("redis-only", "app.main:create_app", {"CATALOG_NEAR_CACHE_ENABLED": "false"})
     plan = [
         (normal, "/healthz"),
         (normal, PRODUCT),
         (response_cache, f"/bench/response-cache{PRODUCT}"),
+        (redis_only, PRODUCT),
         (primary_only, PRODUCT),
     ]
     print(f"HTTP (wrk: 1 thread, {args.connections} connections, {args.seconds}s x {args.runs} runs; "
@@ -58,6 +64,7 @@ def bench_http(args: argparse.Namespace) -> None:
     cached = rps[f"catalog {PRODUCT}"]
     litestar = rps[f"litestar-cache /bench/response-cache{PRODUCT}"]
     primary = rps[f"primary-only {PRODUCT}"]
+    redis_only = rps[f"redis-only {PRODUCT}"]
     _line(
         "cached GET /products/{id} / /healthz", f"{cached / healthz:.2f}x", _verdict(cached / healthz >= 0.8, ">= 0.8")
     )
@@ -67,6 +74,7 @@ def bench_http(args: argparse.Namespace) -> None:
         _verdict(cached >= litestar, ">= 1.0"),
     )
     _line("cached GET / primary-only GET", f"{cached / primary:.2f}x")
+    _line("Redis-only cache (near cache off) / /healthz", f"{redis_only / healthz:.2f}x")
 
 
 def bench_mix(args: argparse.Namespace) -> None:

@@ -82,7 +82,7 @@ def instance(variant: Variant, base_env: dict[str, str]) -> Iterator[str]:
 
 
 def app_env_from_stack(stack_env: dict[str, str], run_dir: str) -> dict[str, str]:
-    """Settings for bench instances: the dev stack's databases as the app role, no relay."""
+    """Settings for bench instances: the dev stack's databases as the app role, production defaults."""
     import msgspec
 
     from app.devstack.stack import StackConfig
@@ -90,7 +90,6 @@ def app_env_from_stack(stack_env: dict[str, str], run_dir: str) -> dict[str, str
     config = msgspec.json.decode((Path(run_dir) / "stack.json").read_bytes(), type=StackConfig)
     env = config.app_env(0)
     env["CATALOG_INSTANCE_NAME"] = "bench"
-    env["CATALOG_RELAY_ENABLED"] = "false"
     return env
 
 
