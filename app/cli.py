@@ -47,8 +47,14 @@ def _migrate(args: argparse.Namespace) -> int:
     else:
         print("schema is up to date")
     if args.grant_to:
-        asyncio.run(grant_app_role(_dsn(args), args.grant_to))
+        password = os.environ.get("CATALOG_APP_DB_PASSWORD") or None
+        asyncio.run(grant_app_role(_dsn(args), args.grant_to, password=password))
         print(f"granted table access to role {args.grant_to}")
+    if args.seed_if_empty:
+        from app.seed.seed import seed
+
+        result = asyncio.run(seed(_dsn(args), products=10_000, categories=16, show_progress=False))
+        print("catalog already has products" if result.skipped else f"seeded {result.products} products")
     return 0
 
 
@@ -110,7 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     mig = sub.add_parser("migrate", help="apply pending SQL migrations (a no-op when up to date)")
     mig.add_argument("--dsn", help="superuser/owner DSN (default: $CATALOG_PRIMARY_DSN)")
-    mig.add_argument("--grant-to", metavar="ROLE", help="create/grant the app's least-privilege role")
+    mig.add_argument(
+        "--grant-to",
+        metavar="ROLE",
+        help="create/grant the app's least-privilege role (password from $CATALOG_APP_DB_PASSWORD, if set)",
+    )
+    mig.add_argument("--seed-if-empty", action="store_true", help="then load the demo catalog if it has no products")
     mig.set_defaults(func=_migrate)
 
     relay = sub.add_parser("relay", help="run the outbox relay alone (app instances also run one)")

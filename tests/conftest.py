@@ -55,6 +55,7 @@ def stack() -> Iterator[Stack]:
         ryw_secret="test-ryw-secret-0123456789",
         products=TEST_PRODUCTS,
         categories=TEST_CATEGORIES,
+        proxy_read_timeout="2s",  # so a failover drill does not wait 15 s per frozen request
     )
     stack = Stack(config, quiet=True)
     try:

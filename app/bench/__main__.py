@@ -143,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="ops/bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("sections", nargs="*", choices=[*SECTIONS, "all"], default=["all"])
+    parser.add_argument(
+        "sections", nargs="*", metavar="section", help=f"one or more of: {', '.join(SECTIONS)} (default: all)"
+    )
     parser.add_argument("--dsn", default=os.environ.get("CATALOG_PRIMARY_DSN"))
     parser.add_argument("--redis-url", default=os.environ.get("CATALOG_REDIS_URL"))
     parser.add_argument("--run-dir", type=Path, default=PROJECT_DIR / ".run")
@@ -160,7 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.dsn or not args.redis_url:
         parser.error("needs the stack: run `ops/dev up` first (it writes .run/stack.env)")
-    sections = list(SECTIONS) if "all" in args.sections else args.sections
+    unknown = set(args.sections) - {*SECTIONS, "all"}
+    if unknown:
+        parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    sections = list(SECTIONS) if not args.sections or "all" in args.sections else args.sections
     for name in sections:
         SECTIONS[name](args)
         print()

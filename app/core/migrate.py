@@ -67,7 +67,7 @@ async def migrate(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[Migration]
         await conn.close()
 
 
-async def grant_app_role(dsn: str, role: str) -> None:
+async def grant_app_role(dsn: str, role: str, *, password: str | None = None) -> None:
     """Create the service's least-privilege login role (if missing) and grant it table access only."""
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", role):
         raise ValueError(f"invalid role name {role!r}")
@@ -83,5 +83,11 @@ async def grant_app_role(dsn: str, role: str) -> None:
                 GRANT SELECT ON schema_migrations TO {role};
                 GRANT pg_monitor TO {role};"""  # noqa: S608
         await conn.execute(grants)
+        if password is not None:
+            # DDL takes no bind parameters: let the server quote the literal.
+            statement = await conn.fetchval(
+                "SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text)", role, password
+            )
+            await conn.execute(statement)
     finally:
         await conn.close()

@@ -52,6 +52,7 @@ class StackConfig(msgspec.Struct, kw_only=True):
     products: int = 10_000
     categories: int = 16
     max_body_bytes: int = 65_536
+    proxy_read_timeout: str = "15s"
 
     @property
     def services(self) -> tuple[str, ...]:
@@ -599,6 +600,7 @@ class Stack:
             "CATALOG_MAX_BODY": f"{c.max_body_bytes // 1024}k",
             "CATALOG_WRITE_RATE": "50r/s",
             "CATALOG_WRITE_BURST": "100",
+            "CATALOG_PROXY_READ_TIMEOUT": c.proxy_read_timeout,
         }
         text = NGINX_TEMPLATE.read_text(encoding="utf-8")
         for key, value in values.items():

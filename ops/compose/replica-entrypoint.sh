@@ -1,0 +1,16 @@
+#!/bin/sh
+# The streaming replica: on first start, clone the primary with pg_basebackup (-R writes the
+# standby settings), then run postgres as the official image's entrypoint would.
+set -eu
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+    echo "replica: cloning the primary"
+    mkdir -p "$PGDATA"
+    chown postgres:postgres "$PGDATA"
+    chmod 700 "$PGDATA"
+    until PGPASSWORD="$REPLICATION_PASSWORD" gosu postgres pg_basebackup \
+            -h primary -p 5432 -U replicator -D "$PGDATA" -R -X stream -c fast; do
+        echo "replica: primary not ready, retrying"
+        sleep 2
+    done
+fi
+exec docker-entrypoint.sh postgres -c hot_standby=on -c hot_standby_feedback=on
