@@ -79,12 +79,16 @@ LIMIT $3;
 
 -- search_fulltext --
 -- Ranked full-text search, keyset on (rank desc, id); $2/$3 are the last page's rank and id (or NULL).
-WITH q AS (SELECT websearch_to_tsquery('english', $1) AS query)
+-- Ranking reads every candidate's tsvector, so a broad word ("modern") over a million products
+-- would rank tens of thousands of rows per query: rank among the first 2,000 matches instead.
+WITH q AS (SELECT websearch_to_tsquery('english', $1) AS query),
+candidates AS (
+    SELECT p.* FROM products AS p, q WHERE p.search_vector @@ q.query AND NOT p.archived LIMIT 2000
+)
 SELECT id, sku, name, description, category_id, price_cents, currency, inventory, version, updated_at, rank
 FROM (
-    SELECT p.*, ts_rank_cd(p.search_vector, q.query)::float4 AS rank
-    FROM products AS p, q
-    WHERE p.search_vector @@ q.query AND NOT p.archived
+    SELECT c.*, ts_rank_cd(c.search_vector, q.query)::float4 AS rank
+    FROM candidates AS c, q
 ) AS hits
 WHERE $2::float4 IS NULL OR rank < $2::float4 OR (rank = $2::float4 AND id > $3)
 ORDER BY rank DESC, id
@@ -95,9 +99,8 @@ LIMIT $4;
 -- keyset on (similarity desc, id).
 SELECT id, sku, name, description, category_id, price_cents, currency, inventory, version, updated_at, rank
 FROM (
-    SELECT p.*, word_similarity($1, p.name)::float4 AS rank
-    FROM products AS p
-    WHERE $1 <% p.name AND NOT p.archived
+    SELECT c.*, word_similarity($1, c.name)::float4 AS rank
+    FROM (SELECT p.* FROM products AS p WHERE $1 <% p.name AND NOT p.archived LIMIT 2000) AS c
 ) AS hits
 WHERE $2::float4 IS NULL OR rank < $2::float4 OR (rank = $2::float4 AND id > $3)
 ORDER BY rank DESC, id
