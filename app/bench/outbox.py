@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import asyncpg
 from redis.asyncio import Redis
 
-from app.core.migrate import migrate
+from app.bench.scratch import drop_database, scratch_database
 from app.outbox.relay import OutboxRelay, RelayConfig
 
 BENCH_DB = "catalog_bench_outbox"
@@ -29,19 +29,6 @@ class DrainRun:
     @property
     def rate(self) -> float:
         return self.events / self.seconds
-
-
-async def _scratch_db(admin_dsn: str) -> str:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        await conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    finally:
-        await conn.close()
-    base, _, _ = admin_dsn.rpartition("/")
-    dsn = f"{base}/{BENCH_DB}"
-    await migrate(dsn)
-    return dsn
 
 
 async def _load(dsn: str, events: int, products: int) -> None:
@@ -95,7 +82,7 @@ async def drain_once(dsn: str, redis_url: str, *, events: int, products: int, re
 async def bench_outbox(
     admin_dsn: str, redis_url: str, *, events: int, products: int, runs: int, batch: int
 ) -> dict[int, list[DrainRun]]:
-    dsn = await _scratch_db(admin_dsn)
+    dsn = await scratch_database(admin_dsn, BENCH_DB)
     results: dict[int, list[DrainRun]] = {}
     try:
         for relays in (1, 2):
@@ -104,11 +91,7 @@ async def bench_outbox(
                 for _ in range(runs)
             ]
     finally:
-        conn = await asyncpg.connect(admin_dsn)
-        try:
-            await conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        finally:
-            await conn.close()
+        await drop_database(admin_dsn, BENCH_DB)
     return results
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import asyncpg
 from redis.asyncio import Redis
 
+from app.bench.scratch import drop_database, scratch_database
 from app.core.cache import product_key
-from app.core.migrate import migrate
 from app.core.sql import load_queries
 from app.ops.hotpath import build_rows, merge, scrape
 from app.outbox.relay import OutboxRelay, RelayConfig
@@ -27,26 +27,6 @@ OPS_LOAD = Path(__file__).resolve().parents[2] / "ops" / "load"
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-
-async def scratch_database(admin_dsn: str, name: str) -> str:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await conn.execute(f"CREATE DATABASE {name}")
-    finally:
-        await conn.close()
-    dsn = f"{admin_dsn.rpartition('/')[0]}/{name}"
-    await migrate(dsn)
-    return dsn
-
-
-async def drop_database(admin_dsn: str, name: str) -> None:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await conn.close()
 
 
 # ------------------------------------------------------------------------------ load mix
