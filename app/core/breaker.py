@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 
 from prometheus_client import Gauge
 
-BREAKER_OPEN = Gauge("catalog_breaker_open", "1 while the breaker skips the dependency.", ["dependency"])
+BREAKER_OPEN = Gauge(
+    "catalog_breaker_open", "1 while the breaker skips the dependency.", ["dependency"], multiprocess_mode="max"
+)
 
 
 @dataclass(slots=True)

@@ -26,8 +26,11 @@ DB_QUERY_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
 
-OUTBOX_PENDING = Gauge("catalog_outbox_pending", "Outbox events not yet processed.")
-OUTBOX_OLDEST_AGE = Gauge("catalog_outbox_oldest_pending_age_seconds", "Age of the oldest unprocessed event.")
+# multiprocess_mode: how gauges combine across workers when PROMETHEUS_MULTIPROC_DIR is set.
+OUTBOX_PENDING = Gauge("catalog_outbox_pending", "Outbox events not yet processed.", multiprocess_mode="max")
+OUTBOX_OLDEST_AGE = Gauge(
+    "catalog_outbox_oldest_pending_age_seconds", "Age of the oldest unprocessed event.", multiprocess_mode="max"
+)
 OUTBOX_PROCESSED = Counter("catalog_outbox_events_processed_total", "Outbox events applied to Redis.", ["event_type"])
 OUTBOX_FAILED = Counter("catalog_outbox_events_failed_total", "Outbox event attempts that failed.", ["event_type"])
 OUTBOX_BATCH_SIZE = Histogram(

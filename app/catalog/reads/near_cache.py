@@ -21,8 +21,12 @@ from dataclasses import dataclass
 
 from prometheus_client import Gauge
 
-NEAR_CACHE_ENTRIES = Gauge("catalog_near_cache_entries", "Products held in this process's near cache.")
-NEAR_CACHE_BYTES = Gauge("catalog_near_cache_bytes", "Bytes of product JSON held in the near cache.")
+NEAR_CACHE_ENTRIES = Gauge(
+    "catalog_near_cache_entries", "Products held in this process's near cache.", multiprocess_mode="livesum"
+)
+NEAR_CACHE_BYTES = Gauge(
+    "catalog_near_cache_bytes", "Bytes of product JSON held in the near cache.", multiprocess_mode="livesum"
+)
 
 
 @dataclass(frozen=True, slots=True)

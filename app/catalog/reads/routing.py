@@ -35,9 +35,15 @@ ReadSource = Literal["replica", "primary"]
 Q = load_queries("ops")
 log = structlog.get_logger("catalog.reads")
 
-REPLICA_LAG = Gauge("catalog_replica_lag_seconds", "Replica staleness as seen by this instance.", ["replica"])
-REPLICA_UP = Gauge("catalog_replica_up", "1 when the replica answered the last poll.", ["replica"])
-REPLICA_ELIGIBLE = Gauge("catalog_replica_eligible", "1 when display reads may use the replica.", ["replica"])
+REPLICA_LAG = Gauge(
+    "catalog_replica_lag_seconds", "Replica staleness as seen by this instance.", ["replica"], multiprocess_mode="max"
+)
+REPLICA_UP = Gauge(
+    "catalog_replica_up", "1 when the replica answered the last poll.", ["replica"], multiprocess_mode="min"
+)
+REPLICA_ELIGIBLE = Gauge(
+    "catalog_replica_eligible", "1 when display reads may use the replica.", ["replica"], multiprocess_mode="min"
+)
 
 _POLL_TIMEOUT_S = 0.5
 _POLL_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.PostgresError)
