@@ -244,6 +244,10 @@ async def running_app(settings: Settings) -> AsyncIterator[tuple[Litestar, httpx
     lifespan = AppLifespan(application)
     await lifespan.start()
     try:
+        relay = application.state.services.relay
+        deadline = time.monotonic() + 5
+        while relay is not None and not relay.connected and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)  # ready like a real instance: listening before the first request
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://catalog.test") as client:
             yield application, client

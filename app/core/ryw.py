@@ -70,7 +70,7 @@ class RywCodec:
     def decode(self, value: str, now: float | None = None) -> RywToken | RejectReason:
         """The token, or why it was rejected."""
         payload, sep, signature = value.partition(".")
-        if not sep or not payload or not signature:
+        if not sep or not payload or not signature or not value.isascii():
             return "malformed"
         if not hmac.compare_digest(self._sign(payload), signature):
             return "bad_signature"

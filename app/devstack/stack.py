@@ -521,8 +521,10 @@ class Stack:
                 str(data),
                 "--maxmemory",
                 "512mb",
+                # Never evict: an evicted fence would let a stale fill back in. When full, fills
+                # fail (reads go around the cache) and invalidations wait in the outbox.
                 "--maxmemory-policy",
-                "allkeys-lru",
+                "noeviction",
             ]
         )
         self._wait(lambda: self.running("redis") and port_open(self.config.redis_port), "redis")

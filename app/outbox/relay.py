@@ -156,6 +156,13 @@ class OutboxRelay:
                 log_event("relay.session_failed", relay=self.config.name, error=self.last_error, retry_in_s=backoff)
                 await wait_first(asyncio.Event(), stop, backoff)
                 backoff = min(backoff * 2, self.config.max_backoff_s)
+        # Coalesced list-generation bumps live in this process: land them before it goes.
+        if self._pending_generations:
+            try:
+                await flush_generations(self.scripts, self._pending_generations, 0)
+                self._pending_generations = set()
+            except _REDIS_ERRORS as exc:
+                log.warning("relay.generation_flush_failed", relay=self.config.name, error=repr(exc))
 
     async def _session(self, stop: asyncio.Event) -> None:
         conn: asyncpg.Connection[asyncpg.Record] = await asyncpg.connect(

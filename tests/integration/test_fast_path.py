@@ -554,6 +554,11 @@ async def test_relay_reconnect_clears_the_near_cache(db: ScratchDatabase, primar
     async with running_app(_relay_settings(db)) as (app, client):
         relay = app.state.services.relay
         near = app.state.services.product_reads.near
+
+        async def listening() -> bool:
+            return bool(relay.connected)
+
+        await _until(listening)  # its first connect clears the near cache too
         await client.get("/products/62")
         assert near.get(62) is not None
         await primary.execute(
@@ -566,3 +571,31 @@ async def test_relay_reconnect_clears_the_near_cache(db: ScratchDatabase, primar
 
         await _until(reconnected)
         assert near.get(62) is None, "announcements may have been missed: start over"
+
+
+async def test_forged_cursors_are_400_and_leave_the_replica_in_rotation(client: httpx.AsyncClient) -> None:
+    import base64
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    huge_id = b64(b"[1,18446744073709551615]")
+    huge_rank = b64(b'["fulltext",1e39,1,"x"]')
+    for path, params in (
+        ("/categories/1/products", {"cursor": huge_id}),
+        ("/search/products", {"q": "lamp", "cursor": huge_rank}),
+    ):
+        response = await client.get(path, params=params)
+        assert response.status_code == 400, response.text
+        assert response.json()["code"] == "invalid_cursor"
+    assert (await client.get("/products/63")).headers["x-read-source"] == "replica"
+
+
+async def test_non_ascii_cookie_is_ignored(client: httpx.AsyncClient) -> None:
+    from prometheus_client import REGISTRY
+
+    before = REGISTRY.get_sample_value("catalog_ryw_tokens_ignored_total", {"reason": "malformed"}) or 0.0
+    response = await client.get("/products/64", headers={"Cookie": "catalog_ryw=\xe9t\xe9.x".encode("latin-1")})
+    assert response.status_code == 200
+    after = REGISTRY.get_sample_value("catalog_ryw_tokens_ignored_total", {"reason": "malformed"}) or 0.0
+    assert after == before + 1

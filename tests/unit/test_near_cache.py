@@ -57,3 +57,11 @@ def test_announcements_stay_under_the_notify_limit() -> None:
     assert all(len(p) < 8000 for p in payloads)
     parsed = {int(a): int(b) for p in payloads for a, b in (item.split(":") for item in p.split(","))}
     assert parsed == versions
+
+
+def test_a_fill_fetched_before_a_clear_is_refused() -> None:
+    near = NearCache(ttl_s=10, max_entries=10, max_bytes=10_000)
+    epoch = near.epoch  # a reader starts: fetches v1 from Redis...
+    near.clear()  # ...meanwhile the listener reconnects (announcements may have been lost)
+    assert not near.put(1, 1, b"v1", epoch)
+    assert near.put(1, 1, b"v1", near.epoch)

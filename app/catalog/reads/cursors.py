@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Annotated
 
 import msgspec
 
 from app.core.problems import Problem
+from app.core.schemas import MAX_BIGINT
+
+Id = Annotated[int, msgspec.Meta(ge=0, le=MAX_BIGINT)]
+# Ranks are float4 in SQL: anything outside this range cannot be one we issued.
+Rank = Annotated[float, msgspec.Meta(ge=0.0, le=1e30)]
 
 
 class SearchCursor(msgspec.Struct, array_like=True, frozen=True):
-    mode: str  # "fulltext" | "fuzzy"
-    rank: float
-    last_id: int
-    query: str  # digest of the normalised query the cursor belongs to
+    mode: Annotated[str, msgspec.Meta(max_length=16)]  # "fulltext" | "fuzzy"
+    rank: Rank
+    last_id: Id
+    query: Annotated[str, msgspec.Meta(max_length=64)]  # digest of the normalised query
 
 
 class CategoryCursor(msgspec.Struct, array_like=True, frozen=True):
-    category_id: int
-    last_id: int
+    category_id: Id
+    last_id: Id
 
 
 def encode_cursor(cursor: msgspec.Struct) -> str:

@@ -45,6 +45,8 @@ class NearCache:
         self._entries: OrderedDict[int, NearEntry] = OrderedDict()
         self._fences: OrderedDict[int, tuple[int, float]] = OrderedDict()
         self._bytes = 0
+        # Bumped by clear(): a reader that fetched before a clear must not put what it fetched.
+        self.epoch = 0
 
     def get(self, product_id: int) -> NearEntry | None:
         entry = self._entries.get(product_id)
@@ -56,8 +58,14 @@ class NearCache:
         self._entries.move_to_end(product_id)
         return entry
 
-    def put(self, product_id: int, version: int, body: bytes) -> bool:
-        """Hold an entry unless a newer version was announced or is held; True when stored."""
+    def put(self, product_id: int, version: int, body: bytes, epoch: int | None = None) -> bool:
+        """Hold an entry unless a newer version was announced or is held; True when stored.
+
+        ``epoch`` is :attr:`epoch` as it was before the caller read the entry: after a clear (an
+        invalidation feed gap) an entry fetched earlier may predate a lost announcement.
+        """
+        if epoch is not None and epoch != self.epoch:
+            return False
         now = time.monotonic()
         fence = self._fences.get(product_id)
         if fence is not None and fence[1] > now and version < fence[0]:
@@ -98,6 +106,7 @@ class NearCache:
         """Forget everything (the invalidation feed had a gap)."""
         self._entries.clear()
         self._bytes = 0
+        self.epoch += 1
         self._gauges()
 
     def _drop(self, product_id: int) -> None:

@@ -46,6 +46,10 @@ REPLICA_ELIGIBLE = Gauge(
 )
 
 _POLL_TIMEOUT_S = 0.5
+_REPLICA_QUERY_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.QueryCanceledError,  # statement timeout, or canceled by a recovery conflict
+    asyncpg.SerializationError,  # recovery conflict (40001)
+)
 _POLL_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.PostgresError)
 # A replica whose last good poll is older than this is treated as down.
 _STALE_POLL_S = 1.0
@@ -119,14 +123,21 @@ class ReadRouter:
         Database time is recorded per pool and per endpoint (the policy name), for ops/hotpath.
         """
         chosen = self.route(min_lsn)
-        if chosen.replica is not None:
+        replica = chosen.replica
+        if replica is not None:
             started = time.perf_counter()
             try:
                 result = await work(chosen.pool)
+            except asyncpg.DataError:
+                raise  # a value the query cannot take: bad input, not a sick replica
+            except _REPLICA_QUERY_ERRORS as exc:
+                # A recovery conflict or timeout on the replica: answer from the primary this once.
+                log.warning("reads.replica_query_failed", replica=replica.name, error=type(exc).__name__)
+                chosen = Route(self.primary, "primary", "replica-failed", None)
             except CONNECTION_ERRORS as exc:
-                chosen.replica.skip_until = time.monotonic() + self.retry_after_s
-                chosen.replica.up = False
-                log.warning("reads.replica_failed", replica=chosen.replica.name, error=type(exc).__name__)
+                replica.skip_until = time.monotonic() + self.retry_after_s
+                replica.up = False
+                log.warning("reads.replica_failed", replica=replica.name, error=type(exc).__name__)
                 chosen = Route(self.primary, "primary", "replica-failed", None)
             else:
                 DB_QUERY_SECONDS.labels("replica", endpoint).observe(time.perf_counter() - started)
@@ -154,6 +165,7 @@ class ReplicaMonitor:
         self.interval_s = interval_s
         self._history: deque[tuple[float, int]] = deque(maxlen=max(10, int(history_s / interval_s)))
         self._primary: asyncpg.Connection[asyncpg.Record] | None = None
+        self._last_primary_sample = 0.0
 
     async def _connect(self, dsn: str) -> asyncpg.Connection[asyncpg.Record]:
         conn: asyncpg.Connection[asyncpg.Record] = await asyncpg.connect(
@@ -214,8 +226,13 @@ class ReplicaMonitor:
         now = time.monotonic()
         if primary_lsn is not None and (not self._history or primary_lsn >= self._history[-1][1]):
             self._history.append((now, primary_lsn))
+        if primary_lsn is not None:
+            self._last_primary_sample = now
+        # Without a recent primary position a replica's lag cannot be known: treat it as unbounded.
+        primary_known = now - self._last_primary_sample < _STALE_POLL_S
         for replica in self.router.replicas:
-            replica.lag_s = self.lag_of(replica.replay_lsn, now) if replica.up else float("inf")
+            known = replica.up and primary_known
+            replica.lag_s = self.lag_of(replica.replay_lsn, now) if known else float("inf")
             REPLICA_UP.labels(replica.name).set(1 if replica.up else 0)
             REPLICA_LAG.labels(replica.name).set(replica.lag_s if replica.up else -1)
             eligible = replica.healthy(now) and replica.lag_s <= self.router.max_lag_s

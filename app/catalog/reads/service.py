@@ -98,6 +98,7 @@ class ProductReads:
     async def get_product(self, product_id: int, token: RywToken | None) -> View | None:
         """The product as displayed, or None when it does not exist (or is archived)."""
         wanted = token.version_of(product_id) if token is not None else None
+        epoch = self.near.epoch if self.near is not None else 0
         if self.near is not None:
             near = self.near.get(product_id)
             if near is not None and (wanted is None or near.version >= wanted):
@@ -108,13 +109,13 @@ class ProductReads:
             if wanted is None or entry.version >= wanted:
                 READ_SOURCE.labels("product.get", "cache", "hit").inc()
                 if self.near is not None:
-                    self.near.put(product_id, entry.version, entry.body)
+                    self.near.put(product_id, entry.version, entry.body, epoch)
                 return View(entry.body, "cache", "hit", "hit", entry.version)
             state = "bypass"  # older than this user's own write
         if wanted is None:
-            loaded, _shared = await self._flights.do(product_id, lambda: self._load(product_id, state))
+            loaded, _shared = await self._flights.do(product_id, lambda: self._load(product_id, state, epoch))
         else:
-            loaded = await self._load_for_writer(product_id, wanted)
+            loaded = await self._load_for_writer(product_id, wanted, epoch)
         if loaded.route is None:  # another instance filled the cache while we waited on its lease
             READ_SOURCE.labels("product.get", "cache", "lease").inc()
             return None if loaded.body is None else View(loaded.body, "cache", "hit", "lease", loaded.version)
@@ -138,7 +139,7 @@ class ProductReads:
             return row, route
         return await self.router.run("product.get", fetch)
 
-    async def _load(self, product_id: int, state: CacheState) -> _Loaded:
+    async def _load(self, product_id: int, state: CacheState, epoch: int) -> _Loaded:
         key = product_key(product_id)
         lease = await self.cache.take_lease(key, self.instance, LEASE_MS) if state == "miss" else None
         if lease is False:
@@ -149,20 +150,20 @@ class ProductReads:
                     return _Loaded(entry.body, entry.version, None)
         try:
             row, route = await self._read_row(product_id)
-            return await self._fill(product_id, row, route)
+            return await self._fill(product_id, row, route, epoch)
         finally:
             if lease:
                 await self.cache.release_lease(key)
 
-    async def _load_for_writer(self, product_id: int, wanted: int) -> _Loaded:
+    async def _load_for_writer(self, product_id: int, wanted: int, epoch: int) -> _Loaded:
         # A replica row at or past the version this user wrote is fresh enough for them
         # (versions only grow); anything else, including "not there yet", goes to the primary.
         row, route = await self._read_row(product_id)
         if route.source == "replica" and (row is None or row["version"] < wanted):
             row, route = await self._read_row(product_id, primary=True)
-        return await self._fill(product_id, row, route)
+        return await self._fill(product_id, row, route, epoch)
 
-    async def _fill(self, product_id: int, row: asyncpg.Record | None, route: Route) -> _Loaded:
+    async def _fill(self, product_id: int, row: asyncpg.Record | None, route: Route, epoch: int) -> _Loaded:
         if row is None:
             return _Loaded(None, None, route)
         body = _encoder.encode(_product(row))
@@ -171,7 +172,7 @@ class ProductReads:
         # Fenced: refused if the relay has already announced a newer version (stale-refill races).
         stored = await self.cache.fill_product(product_id, row["version"], body, self.ttl_s)
         if stored and self.near is not None:
-            self.near.put(product_id, row["version"], body)
+            self.near.put(product_id, row["version"], body, epoch)
         return _Loaded(body, row["version"], route)
 
 
