@@ -34,7 +34,7 @@ def _verdict(ok: bool, detail: str) -> str:
 
 
 def bench_http(args: argparse.Namespace) -> None:
-    base_env = app_env_from_stack({}, str(args.run_dir))
+    base_env = app_env_from_stack(str(args.run_dir))
     normal = Variant("catalog", "app.main:create_app", {})
     response_cache = Variant("litestar-cache", "app.bench.response_cache:create_app", {})
     primary_only = Variant(

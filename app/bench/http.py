@@ -81,7 +81,7 @@ def instance(variant: Variant, base_env: dict[str, str]) -> Iterator[str]:
             proc.wait()
 
 
-def app_env_from_stack(stack_env: dict[str, str], run_dir: str) -> dict[str, str]:
+def app_env_from_stack(run_dir: str) -> dict[str, str]:
     """Settings for bench instances: the dev stack's databases as the app role, production defaults."""
     import msgspec
 

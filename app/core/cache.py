@@ -55,22 +55,9 @@ def decode_entry(raw: bytes | str) -> tuple[int, bytes]:
     return int(head), body
 
 
-# Raise the fence to max(fence, version), then drop the cached entry. Idempotent: applying the
-# same event twice, or events out of order, leaves the same state.
-# KEYS: product key, fence key. ARGV: version, fence TTL in ms.
-_FENCE_AND_DELETE = """
-local current = tonumber(redis.call('GET', KEYS[2]) or '0')
-local version = tonumber(ARGV[1])
-if version > current then
-  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-else
-  redis.call('PEXPIRE', KEYS[2], ARGV[2])
-end
-redis.call('DEL', KEYS[1])
-return 1
-"""
-
-# The same for many products in one call: KEYS are (product key, fence key) pairs, ARGV[1] is
+# Raise each product's fence to max(fence, version), then drop its cached entry. Idempotent:
+# applying the same events twice, or out of order, leaves the same state.
+# KEYS are (product key, fence key) pairs, ARGV[1] is
 # the fence TTL and ARGV[i + 1] the version for pair i. One round trip and one script run per
 # batch instead of one per product. Under Redis Cluster the caller must group pairs by hash slot.
 _FENCE_AND_DELETE_MANY = """
@@ -153,7 +140,6 @@ class CacheScripts:
     """The Lua primitives registered on one Redis client."""
 
     def __init__(self, redis: Redis) -> None:
-        self.fence_and_delete: AsyncScript = redis.register_script(_FENCE_AND_DELETE)
         self.fence_and_delete_many: AsyncScript = redis.register_script(_FENCE_AND_DELETE_MANY)
         self.bump_generation: AsyncScript = redis.register_script(_BUMP_GENERATION)
         self.fill_if_newer_script: AsyncScript = redis.register_script(_FILL_IF_NEWER)

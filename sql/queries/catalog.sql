@@ -8,10 +8,6 @@ WHERE id = $1 AND NOT archived;
 -- Why a conditional write matched nothing: missing, archived, or a different version.
 SELECT version, archived, inventory FROM products WHERE id = $1;
 
--- category_exists --
--- Validates a category reference before a write, for a clear 4xx instead of an FK error.
-SELECT EXISTS (SELECT 1 FROM categories WHERE id = $1);
-
 -- insert_product --
 -- Creates a product at version 1.
 INSERT INTO products (sku, name, description, category_id, price_cents, currency, inventory)

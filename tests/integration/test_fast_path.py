@@ -389,8 +389,6 @@ async def test_search_ranks_pages_and_survives_typos(
         "SELECT count(*) FROM products WHERE search_vector @@ websearch_to_tsquery('english', 'walnut lamp')"
     )
     assert len(seen) == len(set(seen)) == expected
-    typo = (await client.get("/search/products", params={"q": "walnt lamp"})).json()
-    assert typo["mode"] in ("fulltext", "fuzzy")
     fuzzy = (await client.get("/search/products", params={"q": "wallnut"})).json()
     assert fuzzy["mode"] == "fuzzy"
     assert fuzzy["items"], "trigram fallback finds Walnut"

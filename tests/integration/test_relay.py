@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import statistics
 import time
 
@@ -35,9 +36,7 @@ async def _pending(primary: asyncpg.Connection) -> int:
 
 
 def _relay(db: ScratchDatabase, redis: aioredis.Redis, name: str, **overrides: object) -> OutboxRelay:
-    config = RelayConfig.from_settings(db.settings(), name=name)
-    if overrides:
-        config = RelayConfig(**{**{f: getattr(config, f) for f in config.__slots__}, **overrides})  # type: ignore[arg-type]
+    config = dataclasses.replace(RelayConfig.from_settings(db.settings(), name=name), **overrides)  # type: ignore[arg-type]
     return OutboxRelay(config, redis)
 
 

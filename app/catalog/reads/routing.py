@@ -142,10 +142,16 @@ class ReadRouter:
             else:
                 DB_QUERY_SECONDS.labels("replica", endpoint).observe(time.perf_counter() - started)
                 return result, chosen
+        return await self.run_on_primary(endpoint, work, chosen)
+
+    async def run_on_primary(
+        self, endpoint: str, work: Callable[[ReadPool], Awaitable[T]], route: Route | None = None
+    ) -> tuple[T, Route]:
+        """Run ``work`` on the primary's read-only pool (a writer whose write no replica shows yet)."""
         started = time.perf_counter()
         result = await work(self.primary)
         DB_QUERY_SECONDS.labels("primary-read", endpoint).observe(time.perf_counter() - started)
-        return result, chosen
+        return result, route or Route(self.primary, "primary", "ryw", None)
 
     async def close(self) -> None:
         for replica in self.replicas:

@@ -6,7 +6,6 @@ Bodies are JSON encoded once, when read from the database, and served as bytes f
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -22,7 +21,7 @@ from app.catalog.reads.routing import ReadRouter, Route
 from app.catalog.schemas import ProductRead
 from app.core.cache import GEN_SEARCH, GEN_TOP_SELLING, category_generation_key, product_key
 from app.core.db import ReadPool
-from app.core.metrics import DB_QUERY_SECONDS, READ_SOURCE, RECOMMENDATION_FAILURES
+from app.core.metrics import READ_SOURCE, RECOMMENDATION_FAILURES
 from app.core.policy import policy
 from app.core.problems import Problem
 from app.core.ryw import RywToken
@@ -132,11 +131,7 @@ class ProductReads:
             return await pool.fetchrow(Q["get_product"], product_id)
 
         if primary:
-            route = Route(self.router.primary, "primary", "ryw", None)
-            started = time.perf_counter()
-            row = await fetch(self.router.primary)
-            DB_QUERY_SECONDS.labels("primary-read", "product.get").observe(time.perf_counter() - started)
-            return row, route
+            return await self.router.run_on_primary("product.get", fetch)
         return await self.router.run("product.get", fetch)
 
     async def _load(self, product_id: int, state: CacheState, epoch: int) -> _Loaded:
