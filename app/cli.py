@@ -34,7 +34,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _dsn(args: argparse.Namespace) -> str:
-    return str(args.dsn or os.environ.get("CATALOG_PRIMARY_DSN") or get_settings().primary_dsn)
+    return str(args.dsn or os.environ.get("CATALOG_PRIMARY_DSN") or get_settings().db.primary_dsn)
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -84,14 +84,17 @@ def _relay(args: argparse.Namespace) -> int:
 
     from app.core.logging import configure_logging
     from app.core.redis import create_redis
-    from app.outbox.relay import OutboxRelay, RelayConfig
+    from app.invalidation.relay import OutboxRelay
 
     settings = get_settings()
     configure_logging(settings)
 
     async def run() -> None:
-        redis = create_redis(settings, timeout_ms=settings.relay_redis_timeout_ms)
-        relay = OutboxRelay(RelayConfig.from_settings(settings, name=args.name), redis)
+        redis = create_redis(settings.redis, timeout_ms=settings.relay.redis_timeout_ms)
+        relay = OutboxRelay(
+            args.name, settings.db.primary_dsn, redis, settings.relay, settings.cache,
+            connect_timeout_s=settings.db.connect_timeout_s,
+        )  # fmt: skip
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,45 +1,92 @@
-"""The composition root: builds the Litestar app and everything it owns."""
+"""The composition root: builds the Litestar app, everything it owns, and how handlers receive it.
+
+Pools, Redis clients and side tasks are created in the lifespan (never at import) into a
+:class:`Runtime`; handlers receive its parts as named Litestar dependencies registered here.
+Features never import this module, and nothing outside it reads ``app.state``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import structlog
 from litestar import Litestar
+from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from redis.asyncio import Redis
 
-from app.catalog.reads.cache import DisplayCache
-from app.catalog.reads.near_cache import NearCache
-from app.catalog.reads.routes import ROUTES as READ_ROUTES
-from app.catalog.reads.routing import ReadRouter, Replica, ReplicaMonitor
-from app.catalog.reads.service import ListReads, ProductReads
-from app.catalog.writes.routes import ROUTES as WRITE_ROUTES
-from app.catalog.writes.service import ProductWrites
 from app.checkout.routes import ROUTES as CHECKOUT_ROUTES
 from app.checkout.service import Checkout
+from app.contracts.ryw import RywCookies
+from app.core.auth import admin_guard
 from app.core.breaker import CircuitBreaker
-from app.core.db import create_read_pool, create_write_pool
+from app.core.db import WritePool, create_read_pool, create_write_pool
 from app.core.http import request_context_middleware
 from app.core.logging import configure_logging
 from app.core.problems import EXCEPTION_HANDLERS
 from app.core.redis import create_redis
-from app.core.ryw import RywCodec
 from app.core.settings import Settings, get_settings
-from app.ops.health import ROUTES as OPS_ROUTES
-from app.outbox.relay import OutboxRelay, RelayConfig
-from app.services import Services
+from app.fastpath.display_cache import DisplayCache
+from app.fastpath.lists import ListReads
+from app.fastpath.near_cache import NearCache
+from app.fastpath.products import ProductReads
+from app.fastpath.replica_monitor import ReplicaMonitor
+from app.fastpath.replica_router import ReadRouter, Replica
+from app.fastpath.routes import ROUTES as READ_ROUTES
+from app.fastpath.routes import DisplayResponder
+from app.health import ROUTES as HEALTH_ROUTES
+from app.health import HealthChecks
+from app.invalidation.relay import OutboxRelay
+from app.writes.routes import ROUTES as WRITE_ROUTES
+from app.writes.service import ProductWrites
 
 log = structlog.get_logger("catalog.app")
+T = TypeVar("T")
 
 
 class MetricsController(PrometheusController):
     path = "/metrics"
+
+
+@dataclass(slots=True)
+class Runtime:
+    """What the lifespan builds once per process; dependency providers hand its parts to handlers."""
+
+    settings: Settings
+    write_pool: WritePool
+    router: ReadRouter
+    redis: Redis
+    near_cache: NearCache | None
+    product_reads: ProductReads
+    list_reads: ListReads
+    product_writes: ProductWrites
+    checkout: Checkout
+    health: HealthChecks
+    relay: OutboxRelay | None
+
+
+class _RuntimeSlot:
+    """Holds the runtime between lifespan start and stop; providers read it from here."""
+
+    current: Runtime | None = None
+
+    def get(self) -> Runtime:
+        if self.current is None:
+            raise RuntimeError("the app's lifespan has not started")
+        return self.current
+
+
+def runtime_of(app: Litestar) -> Runtime:
+    """The running app's runtime (tests and benchmarks look inside it)."""
+    runtime: Runtime = app.state.runtime
+    return runtime
 
 
 def create_app(settings: Settings | None = None, **litestar_options: Any) -> Litestar:
@@ -49,82 +96,57 @@ def create_app(settings: Settings | None = None, **litestar_options: Any) -> Lit
     """
     settings = settings or get_settings()
     configure_logging(settings)
+    slot = _RuntimeSlot()
+    ryw = RywCookies(settings.ryw)
+    display = DisplayResponder(ryw, debug_headers=settings.debug_headers)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        write_pool = await create_write_pool(settings)
-        primary_reads = await create_read_pool(settings.primary_dsn, settings)
-        replicas = [
-            Replica(name=f"replica-{i + 1}", dsn=dsn, pool=await create_read_pool(dsn, settings))
-            for i, dsn in enumerate(settings.replica_dsns)
-        ]
-        router = ReadRouter(
-            primary=primary_reads,
-            replicas=replicas,
-            max_lag_s=settings.max_replica_lag_ms / 1000,
-            retry_after_s=settings.replica_retry_after_s,
-        )
-        monitor = ReplicaMonitor(router, settings.primary_dsn, interval_s=settings.replica_poll_interval_ms / 1000)
-        await monitor.poll_once()  # know the replicas before the first request
-        redis = create_redis(settings)
-        breaker = CircuitBreaker("redis", cooldown_s=settings.redis_breaker_cooldown_s)
-        # Hard ceiling per Redis call: the socket timeout plus the pool's one retry.
-        display_cache = DisplayCache(redis, breaker, timeout_s=2 * settings.redis_socket_timeout_ms / 1000)
-        relay: OutboxRelay | None = None
-        relay_task: asyncio.Task[None] | None = None
-        relay_redis = None
         stop = asyncio.Event()
-        monitor_task = asyncio.create_task(monitor.run(stop), name="replica-monitor")
-        monitor_task.add_done_callback(_log_task_end)
-        # The near cache hears invalidations through this instance's relay connection.
-        near = (
-            NearCache(settings.near_cache_ttl_s, settings.near_cache_max_entries, settings.near_cache_max_bytes)
-            if settings.near_cache_enabled and settings.relay_enabled
-            else None
-        )
-        if settings.relay_enabled:
-            relay_redis = create_redis(settings, timeout_ms=settings.relay_redis_timeout_ms)
-            relay = OutboxRelay(
-                RelayConfig.from_settings(settings),
-                relay_redis,
-                on_invalidated=near.invalidate_many if near is not None else None,
-                on_connected=near.clear if near is not None else None,
-            )
-            relay_task = asyncio.create_task(relay.run(stop), name="outbox-relay")
-            relay_task.add_done_callback(_log_task_end)
-        app.state.services = Services(
-            settings=settings,
-            write_pool=write_pool,
-            reads_router=router,
-            redis=redis,
-            ryw=RywCodec.from_settings(settings),
-            product_reads=ProductReads(router, display_cache, settings.instance_name, near),
-            list_reads=ListReads(router, display_cache),
-            checkout=Checkout(write_pool),
-            product_writes=ProductWrites(write_pool),
-            relay=relay,
-        )
-        log.info("app.started", instance=settings.instance_name, replicas=len(replicas))
+        runtime, tasks = await _start(settings, stop)
+        slot.current = runtime
+        app.state.runtime = runtime
+        log.info("app.started", instance=settings.instance_name, replicas=len(runtime.router.replicas))
         try:
             yield
         finally:
-            # Shutdown order: side tasks, Redis, the replica pools, then the primary (CONVENTIONS.md 8).
+            # Shutdown order: side tasks, Redis, the replica pools, then the primary.
             stop.set()
-            await _finish(monitor_task)
-            if relay_task is not None:
-                await _finish(relay_task)
-            if relay_redis is not None:
-                await relay_redis.aclose()
-            await redis.aclose()
-            await router.close()
-            await write_pool.close()
+            for task in tasks:
+                await _finish(task)
+            if runtime.relay is not None:
+                await runtime.relay.redis.aclose()
+            await runtime.redis.aclose()
+            await runtime.router.close()
+            await runtime.write_pool.close()
+            slot.current = None
             log.info("app.stopped", instance=settings.instance_name)
 
-    prometheus = PrometheusConfig(app_name="catalog", group_path=True, exclude=["/metrics"])
+    def provide(part: Callable[[Runtime], T]) -> Provide:
+        return Provide(lambda: part(slot.get()), sync_to_thread=False)
 
+    dependencies = {
+        "product_reads": provide(lambda r: r.product_reads),
+        "list_reads": provide(lambda r: r.list_reads),
+        "product_writes": provide(lambda r: r.product_writes),
+        "checkout": provide(lambda r: r.checkout),
+        "health": provide(lambda r: r.health),
+        "display": Provide(lambda: display, sync_to_thread=False),
+        "ryw": Provide(lambda: ryw, sync_to_thread=False),
+    }
+    prometheus = PrometheusConfig(app_name="catalog", group_path=True, exclude=["/metrics"])
     extra_handlers = litestar_options.pop("route_handlers", [])
     return Litestar(
-        route_handlers=[*READ_ROUTES, *WRITE_ROUTES, *CHECKOUT_ROUTES, *OPS_ROUTES, MetricsController, *extra_handlers],
+        route_handlers=[
+            *READ_ROUTES,
+            *WRITE_ROUTES,
+            *CHECKOUT_ROUTES,
+            *HEALTH_ROUTES,
+            MetricsController,
+            *extra_handlers,
+        ],
+        dependencies=dependencies,
+        guards=[admin_guard(settings.admin_token)],
         lifespan=[lifespan],
         middleware=[
             request_context_middleware(settings.instance_name, debug_headers=settings.debug_headers),
@@ -142,6 +164,72 @@ def create_app(settings: Settings | None = None, **litestar_options: Any) -> Lit
         debug=False,
         **litestar_options,
     )
+
+
+async def _start(settings: Settings, stop: asyncio.Event) -> tuple[Runtime, list[asyncio.Task[None]]]:
+    """Open pools and clients, start the side tasks (replica monitor, relay), wire the services."""
+    db = settings.db
+    write_pool = await create_write_pool(db)
+    replicas = [
+        Replica(name=f"replica-{i + 1}", dsn=dsn, pool=await create_read_pool(dsn, db))
+        for i, dsn in enumerate(settings.replicas.dsns)
+    ]
+    router = ReadRouter(
+        primary=await create_read_pool(db.primary_dsn, db),
+        replicas=replicas,
+        max_lag_s=settings.replicas.max_lag_ms / 1000,
+        retry_after_s=settings.replicas.retry_after_s,
+    )
+    monitor = ReplicaMonitor(router, db.primary_dsn, interval_s=settings.replicas.poll_interval_ms / 1000)
+    await monitor.poll_once()  # know the replicas before the first request
+    redis = create_redis(settings.redis)
+    breaker = CircuitBreaker("redis", cooldown_s=settings.redis.breaker_cooldown_s)
+    # Hard ceiling per Redis call: the socket timeout plus the pool's one retry.
+    display_cache = DisplayCache(redis, breaker, timeout_s=2 * settings.redis.socket_timeout_ms / 1000)
+    tasks = [_side_task(monitor.run(stop), "replica-monitor")]
+    # The near cache hears invalidations through this instance's relay connection.
+    near = None
+    if settings.near_cache.enabled and settings.relay.enabled:
+        near = NearCache(settings.near_cache.ttl_s, settings.near_cache.max_entries, settings.near_cache.max_bytes)
+    relay = None
+    if settings.relay.enabled:
+        relay = OutboxRelay(
+            settings.instance_name,
+            db.primary_dsn,
+            create_redis(settings.redis, timeout_ms=settings.relay.redis_timeout_ms),
+            settings.relay,
+            settings.cache,
+            connect_timeout_s=db.connect_timeout_s,
+            on_invalidated=near.invalidate_many if near is not None else None,
+            on_connected=near.clear if near is not None else None,
+        )
+        tasks.append(_side_task(relay.run(stop), "outbox-relay"))
+    runtime = Runtime(
+        settings=settings,
+        write_pool=write_pool,
+        router=router,
+        redis=redis,
+        near_cache=near,
+        product_reads=ProductReads(router, display_cache, settings.instance_name, near),
+        list_reads=ListReads(router, display_cache),
+        product_writes=ProductWrites(write_pool),
+        checkout=Checkout(write_pool),
+        health=HealthChecks(
+            instance=settings.instance_name,
+            primary=write_pool,
+            replicas={r.name: r.pool for r in replicas},
+            redis=redis,
+            listener=relay.status if relay is not None else lambda: {"ok": True, "enabled": False},
+        ),
+        relay=relay,
+    )
+    return runtime, tasks
+
+
+def _side_task(work: Any, name: str) -> asyncio.Task[None]:
+    task: asyncio.Task[None] = asyncio.create_task(work, name=name)
+    task.add_done_callback(_log_task_end)
+    return task
 
 
 def _log_task_end(task: asyncio.Task[None]) -> None:

@@ -6,17 +6,16 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody, PathParameter
 
 from app.checkout.schemas import CheckoutRequest, Order
 from app.checkout.service import Checkout
-from app.core.policy import policy
+from app.contracts.policy import policy
+from app.contracts.ryw import RywCookies
 from app.core.problems import Problem
-from app.core.ryw import ryw_cookie
 from app.core.schemas import MAX_BIGINT
-from app.services import services_of
 
 IdempotencyKey = Annotated[
     str | None,
@@ -33,16 +32,8 @@ OrderId = Annotated[int, PathParameter(ge=1, le=MAX_BIGINT, description="order i
 _encoder = msgspec.json.Encoder()
 
 
-def provide_checkout(request: Request[Any, Any, Any]) -> Checkout:
-    return services_of(request).checkout
-
-
-_CHECKOUT = {"checkout": Provide(provide_checkout, sync_to_thread=False)}
-
-
 @post(
     **policy("checkout").handler_kwargs(),
-    dependencies=_CHECKOUT,
     status_code=201,
     responses={
         201: ResponseSpec(data_container=Order, description="Order placed"),
@@ -50,9 +41,11 @@ _CHECKOUT = {"checkout": Provide(provide_checkout, sync_to_thread=False)}
     },
 )
 async def checkout(
+    *,
     request: Request[Any, Any, Any],
     data: JSONBody[CheckoutRequest],
     checkout: NamedDependency[Checkout],
+    ryw: NamedDependency[RywCookies],
     idempotency_key: IdempotencyKey = None,
 ) -> Response[bytes]:
     result = await checkout.place(data.items, idempotency_key)
@@ -60,11 +53,9 @@ async def checkout(
     if result.replayed:
         headers["Idempotent-Replayed"] = "true"
         return Response(_encoder.encode(result.order), status_code=200, media_type="application/json", headers=headers)
-    services = services_of(request)
-    settings = services.settings
     # The shopper's next product page shows the stock they just took (product versions only:
     # lists may show stock up to their TTL late, so this token does not route lists to the primary).
-    cookie = ryw_cookie(services.ryw, settings, request.cookies.get(settings.ryw_cookie_name), 0, result.written)
+    cookie = ryw.after_write(request.cookies, 0, result.written)
     return Response(
         _encoder.encode(result.order), status_code=201, media_type="application/json", headers=headers,
         cookies=[cookie],
@@ -73,10 +64,9 @@ async def checkout(
 
 @get(
     **policy("order.get").handler_kwargs(),
-    dependencies=_CHECKOUT,
     responses={200: ResponseSpec(data_container=Order, description="The order")},
 )
-async def get_order(order_id: OrderId, checkout: NamedDependency[Checkout]) -> Response[bytes]:
+async def get_order(*, order_id: OrderId, checkout: NamedDependency[Checkout]) -> Response[bytes]:
     order = await checkout.get_order(order_id)
     if order is None:
         raise Problem(404, "order_not_found", f"order {order_id} does not exist")

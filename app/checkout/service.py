@@ -17,12 +17,13 @@ import asyncpg
 import msgspec
 
 from app.checkout.schemas import CheckoutLine, Order, OrderLine
+from app.contracts.events import EventType
 from app.core.db import WritePool
 from app.core.metrics import CHECKOUTS, DB_QUERY_SECONDS
 from app.core.problems import Problem
-from app.core.sql import load_queries
+from app.core.sql import queries
 
-Q = load_queries("checkout")
+Q = queries("checkout")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,9 +146,10 @@ class Checkout:
             [ln.product_id for ln in lines], [ln.quantity for ln in lines],
             [truth[ln.product_id]["price_cents"] for ln in lines],
         )  # fmt: skip
+        # One event per product (the contract of app/contracts/events.py, built in SQL), one NOTIFY.
         await conn.fetchval(
-            Q["insert_stock_events"], [r["id"] for r in taken], [r["version"] for r in taken],
-            [r["category_id"] for r in taken],
+            Q["insert_stock_events"], EventType.INVENTORY_CHANGED, [r["id"] for r in taken],
+            [r["version"] for r in taken], [r["category_id"] for r in taken],
         )  # fmt: skip
         order = Order(
             order_id=header["id"],

@@ -10,11 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from prometheus_client import Gauge
-
-BREAKER_OPEN = Gauge(
-    "catalog_breaker_open", "1 while the breaker skips the dependency.", ["dependency"], multiprocess_mode="max"
-)
+from app.core.metrics import BREAKER_OPEN
 
 
 @dataclass(slots=True)

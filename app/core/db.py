@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal, NewType
 import asyncpg
 import msgspec
 
-from app.core.settings import Settings
+from app.core.settings import DatabaseSettings
 
 if TYPE_CHECKING:
     _Pool = asyncpg.Pool[asyncpg.Record]
@@ -44,7 +44,7 @@ async def init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
     )
 
 
-def _server_settings(settings: Settings, role: Role, *, read_only: bool) -> dict[str, str]:
+def _server_settings(settings: DatabaseSettings, role: Role, *, read_only: bool) -> dict[str, str]:
     server = {
         "application_name": f"catalog.{role}",
         "statement_timeout": str(settings.statement_timeout_ms),
@@ -55,7 +55,7 @@ def _server_settings(settings: Settings, role: Role, *, read_only: bool) -> dict
     return server
 
 
-async def create_write_pool(settings: Settings, role: Role = "api") -> WritePool:
+async def create_write_pool(settings: DatabaseSettings, role: Role = "api") -> WritePool:
     """The primary pool for writes and decision reads."""
     pool = await asyncpg.create_pool(
         settings.primary_dsn,
@@ -68,7 +68,7 @@ async def create_write_pool(settings: Settings, role: Role = "api") -> WritePool
     return WritePool(pool)
 
 
-async def create_read_pool(dsn: str, settings: Settings, role: Role = "api") -> ReadPool:
+async def create_read_pool(dsn: str, settings: DatabaseSettings, role: Role = "api") -> ReadPool:
     """A read-only pool. ``min_size=0`` so a replica that is down at start-up does not stop the app."""
     pool = await asyncpg.create_pool(
         dsn,

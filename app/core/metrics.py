@@ -1,4 +1,7 @@
-"""Our own Prometheus metrics (request RED metrics come from Litestar's Prometheus plugin)."""
+"""Every Prometheus metric the service declares, in one place (request RED metrics come from
+Litestar's Prometheus plugin). ``multiprocess_mode`` says how a gauge combines across workers
+when ``PROMETHEUS_MULTIPROC_DIR`` is set.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +29,6 @@ DB_QUERY_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
 
-# multiprocess_mode: how gauges combine across workers when PROMETHEUS_MULTIPROC_DIR is set.
 OUTBOX_PENDING = Gauge("catalog_outbox_pending", "Outbox events not yet processed.", multiprocess_mode="max")
 OUTBOX_OLDEST_AGE = Gauge(
     "catalog_outbox_oldest_pending_age_seconds", "Age of the oldest unprocessed event.", multiprocess_mode="max"
@@ -56,4 +58,24 @@ CHECKOUTS = Counter(
     "catalog_checkouts_total",
     "Checkout attempts by outcome (ok, price_changed, out_of_stock, idempotent_replay, ...).",
     ["outcome"],
+)
+
+# ---------------------------------------------------------------- fast path infrastructure
+BREAKER_OPEN = Gauge(
+    "catalog_breaker_open", "1 while the breaker skips the dependency.", ["dependency"], multiprocess_mode="max"
+)
+NEAR_CACHE_ENTRIES = Gauge(
+    "catalog_near_cache_entries", "Products held in this process's near cache.", multiprocess_mode="livesum"
+)
+NEAR_CACHE_BYTES = Gauge(
+    "catalog_near_cache_bytes", "Bytes of product JSON held in the near cache.", multiprocess_mode="livesum"
+)
+REPLICA_LAG = Gauge(
+    "catalog_replica_lag_seconds", "Replica staleness as seen by this instance.", ["replica"], multiprocess_mode="max"
+)
+REPLICA_UP = Gauge(
+    "catalog_replica_up", "1 when the replica answered the last poll.", ["replica"], multiprocess_mode="min"
+)
+REPLICA_ELIGIBLE = Gauge(
+    "catalog_replica_eligible", "1 when display reads may use the replica.", ["replica"], multiprocess_mode="min"
 )

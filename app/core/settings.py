@@ -1,101 +1,147 @@
-"""Typed settings, read once from ``CATALOG_*`` environment variables.
+"""Typed settings, grouped by area and read once from ``CATALOG_*`` environment variables.
 
-Every field has a sensible default for the local stack except the secrets, which have
-loud development defaults that ``CATALOG_ENV=production`` refuses.
+Each group owns its defaults; nothing else repeats them. A field's variable is
+``CATALOG_`` + the group's prefix + the field name, upper-cased: ``relay.poll_interval_s`` is
+``CATALOG_RELAY_POLL_INTERVAL_S``, ``db.primary_dsn`` is ``CATALOG_PRIMARY_DSN`` (the database
+group has no prefix). Every field has a sensible default for the local stack except the secrets,
+which have loud development defaults that ``CATALOG_ENV=production`` refuses.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
 PREFIX = "CATALOG_"
+_DEV_ADMIN_TOKEN = "dev-admin-token"  # noqa: S105  (refused when CATALOG_ENV=production)
+_DEV_RYW_SECRET = "dev-ryw-secret-change-me"  # noqa: S105  (refused when CATALOG_ENV=production)
 
 
 class SettingsError(ValueError):
     """Raised when the environment holds a value the service cannot run with."""
 
 
-class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    env: Literal["development", "test", "production"] = "development"
-    instance_name: str = "catalog"
+class _Group(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A settings group; ``env_prefix`` is inserted between ``CATALOG_`` and the field name."""
 
-    # Databases. The app connects with a least-privilege role; ops tooling may use a superuser.
+
+class DatabaseSettings(_Group, frozen=True, kw_only=True):
+    # The app connects with a least-privilege role; ops tooling may use a superuser.
     primary_dsn: str = "postgresql://catalog_app@127.0.0.1:55432/catalog"
-    replica_dsns: tuple[str, ...] = ()
-    pool_min_size: int = msgspec.field(default=2)
+    pool_min_size: int = 2
     pool_max_size: int = 10
     statement_timeout_ms: int = 5_000
     connect_timeout_s: float = 2.0
-    # A replica further behind than this is out of rotation (DESIGN.md rule 9).
-    max_replica_lag_ms: int = 1_000
+
+
+class ReplicaSettings(_Group, frozen=True, kw_only=True):
+    dsns: tuple[str, ...] = ()
+    # A replica further behind than this is out of rotation (docs/consistency.md, rule 9).
+    max_lag_ms: int = 1_000
     # After a replica fails, reads skip it for this long before trying it again.
-    replica_retry_after_s: float = 1.0
+    retry_after_s: float = 1.0
     # How often each instance samples replica replay positions (and the primary's WAL position).
-    replica_poll_interval_ms: int = 100
+    poll_interval_ms: int = 100
 
-    redis_url: str = "redis://127.0.0.1:56379/0"
+
+class RedisSettings(_Group, frozen=True, kw_only=True):
+    url: str = "redis://127.0.0.1:56379/0"
     # Redis is an optimisation: tight timeouts so a slow Redis never slows a read much.
-    redis_socket_timeout_ms: int = 50
+    socket_timeout_ms: int = 50
     # After a Redis failure, display reads skip Redis this long before one probe tries again.
-    redis_breaker_cooldown_s: float = 1.0
-    # In-process product cache in front of Redis, kept fresh by the relays' announcements.
-    # It needs this instance's relay connection to hear them (CATALOG_RELAY_ENABLED).
-    near_cache_enabled: bool = True
-    near_cache_ttl_s: float = 2.0
-    near_cache_max_entries: int = 20_000
-    near_cache_max_bytes: int = 32 * 1024 * 1024
+    breaker_cooldown_s: float = 1.0
 
-    admin_token: str = "dev-admin-token"  # noqa: S105  (refused when CATALOG_ENV=production)
-    ryw_secret: str = "dev-ryw-secret-change-me"  # noqa: S105  (refused when CATALOG_ENV=production)
-    ryw_cookie_name: str = "catalog_ryw"
-    # Must exceed max_replica_lag_ms: past that bound a replica is out of rotation anyway.
-    ryw_ttl_s: int = 30
-    ryw_max_products: int = 32
-    cookie_secure: bool = True
 
-    debug_headers: bool = False
-    max_body_bytes: int = 65_536
-    log_format: Literal["json", "console"] = "json"
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-
-    relay_enabled: bool = True
-    relay_poll_interval_s: float = 1.0
-    # LISTEN for wake-ups (true) or poll only (false: e.g. behind a transaction-pooling proxy).
-    relay_listen: bool = True
-    relay_batch_size: int = 2_000
-    relay_probe_interval_s: float = 5.0
-    relay_max_backoff_s: float = 5.0
-    relay_redis_timeout_ms: int = 2_000
-    # Processed events are kept this long for inspection (ops/outbox tail), then purged in batches.
-    outbox_retention_s: int = 86_400
-    # Fences must outlive the largest replica lag ever served; a replica behind max_replica_lag is
-    # out of rotation, so a generous multiple of it is safe.
+class CacheSettings(_Group, frozen=True, kw_only=True):
+    # Fences must outlive the largest replica lag ever served; a replica behind max_lag is out of
+    # rotation, so a generous multiple of it is safe.
     fence_ttl_s: int = 300
     # List/search generations are bumped at most this often; writes in between share one bump.
     # A list is at most this (plus the relay's poll interval and replica lag) behind a write.
     list_generation_interval_s: float = 5.0
 
+
+class NearCacheSettings(_Group, frozen=True, kw_only=True):
+    # In-process product cache in front of Redis, kept fresh by the relays' announcements.
+    # It needs this instance's relay connection to hear them (CATALOG_RELAY_ENABLED).
+    enabled: bool = True
+    ttl_s: float = 2.0
+    max_entries: int = 20_000
+    max_bytes: int = 32 * 1024 * 1024
+
+
+class RywSettings(_Group, frozen=True, kw_only=True):
+    secret: str = _DEV_RYW_SECRET
+    cookie_name: str = "catalog_ryw"
+    # Must exceed replica.max_lag_ms: past that bound a replica is out of rotation anyway.
+    ttl_s: int = 30
+    max_products: int = 32
+    # Off only where the service is reached over plain http (the dev stack on loopback).
+    cookie_secure: bool = True
+
+
+class RelaySettings(_Group, frozen=True, kw_only=True):
+    enabled: bool = True
+    poll_interval_s: float = 1.0
+    # LISTEN for wake-ups (true) or poll only (false: e.g. behind a transaction-pooling proxy).
+    listen: bool = True
+    batch_size: int = 2_000
+    probe_interval_s: float = 5.0
+    max_backoff_s: float = 5.0
+    redis_timeout_ms: int = 2_000
+    # Processed events are kept this long for inspection (ops/outbox tail), then purged in batches.
+    retention_s: int = 86_400
+
+
+# Group attribute → the part of the variable name between CATALOG_ and the field name.
+GROUPS: dict[str, tuple[type[_Group], str]] = {
+    "db": (DatabaseSettings, ""),
+    "replicas": (ReplicaSettings, "REPLICA_"),
+    "redis": (RedisSettings, "REDIS_"),
+    "cache": (CacheSettings, "CACHE_"),
+    "near_cache": (NearCacheSettings, "NEAR_CACHE_"),
+    "ryw": (RywSettings, "RYW_"),
+    "relay": (RelaySettings, "RELAY_"),
+}
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    env: Literal["development", "test", "production"] = "development"
+    instance_name: str = "catalog"
+    admin_token: str = _DEV_ADMIN_TOKEN
+    debug_headers: bool = False
+    max_body_bytes: int = 65_536
+    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    db: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
+    replicas: ReplicaSettings = msgspec.field(default_factory=ReplicaSettings)
+    redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
+    cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
+    near_cache: NearCacheSettings = msgspec.field(default_factory=NearCacheSettings)
+    ryw: RywSettings = msgspec.field(default_factory=RywSettings)
+    relay: RelaySettings = msgspec.field(default_factory=RelaySettings)
+
     def __post_init__(self) -> None:
-        if self.pool_min_size < 0 or self.pool_max_size < 1 or self.pool_min_size > self.pool_max_size:
+        db = self.db
+        if db.pool_min_size < 0 or db.pool_max_size < 1 or db.pool_min_size > db.pool_max_size:
             raise SettingsError("CATALOG_POOL_MIN_SIZE/CATALOG_POOL_MAX_SIZE: need 0 <= min <= max, max >= 1")
-        if self.ryw_ttl_s * 1000 <= self.max_replica_lag_ms:
-            raise SettingsError("CATALOG_RYW_TTL_S must exceed CATALOG_MAX_REPLICA_LAG_MS")
+        if self.ryw.ttl_s * 1000 <= self.replicas.max_lag_ms:
+            raise SettingsError("CATALOG_RYW_TTL_S must exceed CATALOG_REPLICA_MAX_LAG_MS")
         if self.max_body_bytes < 1024:
             raise SettingsError("CATALOG_MAX_BODY_BYTES must be at least 1024")
-        if self.env == "production" and (
-            self.admin_token == "dev-admin-token" or self.ryw_secret == "dev-ryw-secret-change-me"  # noqa: S105
-        ):
+        if self.env == "production" and (self.admin_token == _DEV_ADMIN_TOKEN or self.ryw.secret == _DEV_RYW_SECRET):
             raise SettingsError("CATALOG_ADMIN_TOKEN and CATALOG_RYW_SECRET must be set in production")
-        if self.fence_ttl_s * 1000 <= 10 * self.max_replica_lag_ms:
-            raise SettingsError("CATALOG_FENCE_TTL_S must exceed 10x CATALOG_MAX_REPLICA_LAG_MS")
-        if self.relay_poll_interval_s <= 0 or self.relay_batch_size < 1:
+        if self.cache.fence_ttl_s * 1000 <= 10 * self.replicas.max_lag_ms:
+            raise SettingsError("CATALOG_CACHE_FENCE_TTL_S must exceed 10x CATALOG_REPLICA_MAX_LAG_MS")
+        if self.relay.poll_interval_s <= 0 or self.relay.batch_size < 1:
             raise SettingsError("CATALOG_RELAY_POLL_INTERVAL_S and CATALOG_RELAY_BATCH_SIZE must be positive")
-        if len(self.ryw_secret) < 16:
+        if len(self.ryw.secret) < 16:
             raise SettingsError("CATALOG_RYW_SECRET must be at least 16 characters")
 
 
@@ -103,43 +149,74 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-def _coerce(name: str, raw: str, field_type: object) -> object:
+def _coerce(variable: str, raw: str, field_type: object) -> object:
     if field_type is bool:
         lowered = raw.strip().lower()
         if lowered in _TRUE:
             return True
         if lowered in _FALSE:
             return False
-        raise SettingsError(f"{PREFIX}{name.upper()}={raw!r}: expected one of true/false/1/0/yes/no")
+        raise SettingsError(f"{variable}={raw!r}: expected one of true/false/1/0/yes/no")
     if field_type == tuple[str, ...]:
         return tuple(part.strip() for part in raw.split(",") if part.strip())
-    if field_type is int:
+    if field_type in (int, float):
         try:
-            return int(raw)
+            return field_type(raw)
         except ValueError:
-            raise SettingsError(f"{PREFIX}{name.upper()}={raw!r}: expected an integer") from None
-    if field_type is float:
-        try:
-            return float(raw)
-        except ValueError:
-            raise SettingsError(f"{PREFIX}{name.upper()}={raw!r}: expected a number") from None
+            kind = "an integer" if field_type is int else "a number"
+            raise SettingsError(f"{variable}={raw!r}: expected {kind}") from None
     return raw
 
 
+def variables() -> dict[str, tuple[str | None, str, object]]:
+    """Every setting by its variable name: ``(group or None, field, type)``."""
+    found: dict[str, tuple[str | None, str, object]] = {}
+    for field in msgspec.structs.fields(Settings):
+        if field.name not in GROUPS:
+            found[PREFIX + field.name.upper()] = (None, field.name, field.type)
+    for group, (struct, prefix) in GROUPS.items():
+        for field in msgspec.structs.fields(struct):
+            found[PREFIX + prefix + field.name.upper()] = (group, field.name, field.type)
+    return found
+
+
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-    """Build settings from ``CATALOG_*`` variables (plus explicit overrides), failing with a clear message."""
+    """Settings from ``CATALOG_*`` variables, failing with a message that names the variable.
+
+    ``overrides`` use the variable's name without ``CATALOG_``, lower-cased
+    (``relay_enabled=False``, ``primary_dsn=...``), and win over the environment.
+    """
     environ = os.environ if environ is None else environ
-    fields = {f.name: f.type for f in msgspec.structs.fields(Settings)}
-    values: dict[str, object] = {}
-    for name, field_type in fields.items():
-        raw = environ.get(PREFIX + name.upper())
-        if raw is not None:
-            values[name] = _coerce(name, raw, field_type)
-    values.update(overrides)
+    known = variables()
+    values: dict[str, Any] = {}
+    for variable, (group, name, field_type) in known.items():
+        key = variable.removeprefix(PREFIX).lower()
+        if key in overrides:
+            value = overrides.pop(key)
+        elif variable in environ:
+            value = _coerce(variable, environ[variable], field_type)
+        else:
+            continue
+        (values.setdefault(group, {}) if group else values)[name] = value
+    if overrides:
+        raise SettingsError(f"unknown setting(s): {', '.join(sorted(overrides))}")
     try:
         return msgspec.convert(values, Settings)
     except msgspec.ValidationError as exc:
-        raise SettingsError(f"invalid setting: {exc}") from None
+        raise SettingsError(f"invalid setting: {_name_variable(str(exc))}") from None
+
+
+_AT_PATH = re.compile(r" - at `\$\.([a-z_]+)(?:\.([a-z_]+))?`$")
+
+
+def _name_variable(message: str) -> str:
+    """msgspec says ``- at `$.relay.batch_size```; a user set ``CATALOG_RELAY_BATCH_SIZE``."""
+    match = _AT_PATH.search(message)
+    if match is None:
+        return message
+    group, name = (match.group(1), match.group(2)) if match.group(2) else (None, match.group(1))
+    prefix = GROUPS[group][1] if group in GROUPS else ""
+    return f"{PREFIX}{prefix}{name.upper()}: {message[: match.start()]}"
 
 
 @functools.cache

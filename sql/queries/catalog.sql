@@ -4,6 +4,12 @@ SELECT id, sku, name, description, category_id, price_cents, currency, inventory
 FROM products
 WHERE id = $1 AND NOT archived;
 
+-- get_products --
+-- ops/cache check: the current (unarchived) rows of many products, to compare with their cache entries.
+SELECT id, sku, name, description, category_id, price_cents, currency, inventory, version, updated_at
+FROM products
+WHERE id = ANY($1::bigint[]) AND NOT archived;
+
 -- product_state --
 -- Why a conditional write matched nothing: missing, archived, or a different version.
 SELECT version, archived, inventory FROM products WHERE id = $1;
@@ -58,7 +64,7 @@ WITH event AS (
 SELECT event.id, pg_notify('outbox', event.id::text) FROM event;
 
 -- commit_lsn --
--- Read after COMMIT on the same connection: at or past the end of the commit record (DESIGN.md 3.2).
+-- Read after COMMIT on the same connection: at or past the end of the commit record (docs/consistency.md, rule 2).
 SELECT pg_current_wal_insert_lsn()::text;
 
 -- category_exists_read --

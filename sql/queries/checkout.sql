@@ -36,13 +36,14 @@ SELECT $1, l.line_no, l.product_id, l.quantity, l.price_cents
 FROM unnest($2::smallint[], $3::bigint[], $4::int[], $5::bigint[]) AS l(line_no, product_id, quantity, price_cents);
 
 -- insert_stock_events --
--- One outbox event per product whose stock changed, so displayed inventory is invalidated; one NOTIFY.
+-- One outbox event ($1: its type) per product whose stock changed, so displayed inventory is
+-- invalidated; one NOTIFY. The payload is app/contracts/events.py's ProductChanged.
 WITH events AS (
     INSERT INTO outbox (event_type, aggregate_id, payload)
-    SELECT 'product.inventory_changed', e.id,
+    SELECT $1, e.id,
            jsonb_build_object('id', e.id, 'version', e.version, 'category_id', e.category_id,
                               'old_category_id', e.category_id)
-    FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS e(id, version, category_id)
+    FROM unnest($2::bigint[], $3::bigint[], $4::bigint[]) AS e(id, version, category_id)
     RETURNING id
 )
 SELECT pg_notify('outbox', max(id)::text) FROM events;

@@ -1,0 +1,82 @@
+"""``ops/cache check``: does every cached product equal the primary's row?
+
+Scans ``product:*`` in Redis and compares each entry (version and JSON body) with the product as
+the primary has it now. Meant for after a load test, once writes stopped and the outbox drained:
+any difference is a stale entry the invalidation path failed to remove.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from typing import Any
+
+import asyncpg
+import msgspec
+from redis.asyncio import Redis
+
+from app.contracts.cache_keys import decode_entry
+from app.contracts.product import product_from_row
+from app.core.sql import queries
+
+Q = queries("catalog")
+_BATCH = 1000
+
+
+async def check_cache(dsn: str, redis_url: str) -> dict[str, Any]:
+    """``{"checked", "stale", "orphaned", "examples"}``: stale = differs from the primary, orphaned = no such row."""
+    redis = Redis.from_url(redis_url)
+    conn = await asyncpg.connect(dsn, server_settings={"application_name": "catalog.ops"})
+    checked = stale = orphaned = 0
+    examples: list[dict[str, Any]] = []
+    try:
+        keys: list[bytes] = [key async for key in redis.scan_iter(match="product:*", count=1000)]
+        for start in range(0, len(keys), _BATCH):
+            batch = keys[start : start + _BATCH]
+            values = await redis.mget(batch)
+            ids = [int(k.split(b":", 1)[1]) for k in batch]
+            rows = {r["id"]: r for r in await conn.fetch(Q["get_products"], ids)}
+            for product_id, raw in zip(ids, values, strict=True):
+                if raw is None:  # expired or invalidated between SCAN and MGET
+                    continue
+                checked += 1
+                version, body = decode_entry(raw)
+                row = rows.get(product_id)
+                if row is None:
+                    orphaned += 1
+                    examples.append({"id": product_id, "problem": "no such (unarchived) product", "cached": version})
+                    continue
+                truth = msgspec.json.decode(msgspec.json.encode(product_from_row(row)))
+                if version != row["version"] or msgspec.json.decode(body) != truth:
+                    stale += 1
+                    examples.append({"id": product_id, "cached_version": version, "primary_version": row["version"]})
+    finally:
+        await conn.close()
+        await redis.aclose()
+    return {"checked": checked, "stale": stale, "orphaned": orphaned, "examples": examples[:20]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ops/cache", description=__doc__)
+    parser.add_argument("--dsn", default=os.environ.get("CATALOG_PRIMARY_DSN"))
+    parser.add_argument("--redis-url", default=os.environ.get("CATALOG_REDIS_URL"))
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="compare every cached product with the primary")
+    check.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if not args.dsn or not args.redis_url:
+        parser.error("needs the stack: run `ops/dev up` first (it writes .run/stack.env)")
+    result = asyncio.run(check_cache(args.dsn, args.redis_url))
+    if args.json:
+        print(msgspec.json.encode(result).decode())
+    else:
+        print(f"checked {result['checked']} cached products: {result['stale']} stale, {result['orphaned']} orphaned")
+        for example in result["examples"]:
+            print(f"  {example}")
+    return 1 if result["stale"] or result["orphaned"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""The replica monitor: samples where the primary's WAL and each replica's replay are, ~every 100 ms.
+
+A replica's lag is the age of the oldest primary WAL it has not replayed yet: "now minus when
+the primary was where this replica is" (:class:`WalHistory`). That is 0 for a caught-up replica
+however idle the system is, and grows from the moment of a write while replay is stuck. Without a
+recent primary sample the lag cannot be known and is reported as unbounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import time
+from collections import deque
+
+import asyncpg
+import structlog
+
+from app.core.db import CONNECTION_ERRORS, lsn_to_int
+from app.core.metrics import REPLICA_ELIGIBLE, REPLICA_LAG, REPLICA_UP
+from app.core.sql import queries
+from app.fastpath.replica_router import STALE_POLL_S, ReadRouter, Replica
+
+Q = queries("ops")
+log = structlog.get_logger("catalog.reads")
+
+_POLL_TIMEOUT_S = 0.5
+_POLL_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.PostgresError)
+
+
+class WalHistory:
+    """Recent (time, primary WAL position) samples, turning a replay LSN into lag in seconds."""
+
+    def __init__(self, interval_s: float, history_s: float = 300) -> None:
+        self.interval_s = interval_s
+        self._samples: deque[tuple[float, int]] = deque(maxlen=max(10, int(history_s / interval_s)))
+
+    def record(self, at: float, primary_lsn: int) -> None:
+        """Remember where the primary was at ``at`` (positions never go back; a lower one is ignored)."""
+        if not self._samples or primary_lsn >= self._samples[-1][1]:
+            self._samples.append((at, primary_lsn))
+
+    def lag_of(self, replay_lsn: int, now: float) -> float:
+        """Seconds since the primary first had WAL this replica has not replayed (0 when caught up)."""
+        if not self._samples:
+            return float("inf")
+        if replay_lsn >= self._samples[-1][1]:
+            return 0.0
+        lsns = [lsn for _, lsn in self._samples]
+        index = bisect.bisect_right(lsns, replay_lsn)  # first sample the replica has not reached
+        if index == 0:
+            return now - self._samples[0][0] + self.interval_s  # behind everything we remember
+        # The primary moved past replay_lsn somewhere between samples index-1 and index.
+        return now - self._samples[index - 1][0]
+
+
+class ReplicaMonitor:
+    """Samples primary WAL position and replica replay positions; keeps the router's view fresh."""
+
+    def __init__(self, router: ReadRouter, primary_dsn: str, interval_s: float = 0.1) -> None:
+        self.router = router
+        self.primary_dsn = primary_dsn
+        self.interval_s = interval_s
+        self.history = WalHistory(interval_s)
+        self._primary: asyncpg.Connection[asyncpg.Record] | None = None
+        self._last_primary_sample = 0.0
+
+    async def _connect(self, dsn: str) -> asyncpg.Connection[asyncpg.Record]:
+        conn: asyncpg.Connection[asyncpg.Record] = await asyncpg.connect(
+            dsn, timeout=_POLL_TIMEOUT_S * 2, server_settings={"application_name": "catalog.monitor"}
+        )
+        return conn
+
+    async def _primary_lsn(self) -> int | None:
+        try:
+            if self._primary is None or self._primary.is_closed():
+                self._primary = await self._connect(self.primary_dsn)
+            value = await self._primary.fetchval(Q["primary_lsn"], timeout=_POLL_TIMEOUT_S)
+        except _POLL_ERRORS:
+            await self._drop(self._primary)
+            self._primary = None
+            return None
+        return lsn_to_int(value)
+
+    async def _poll_replica(self, replica: Replica) -> None:
+        try:
+            if replica.conn is None or replica.conn.is_closed():
+                replica.conn = await self._connect(replica.dsn)
+            value = await replica.conn.fetchval(Q["replica_replay_lsn"], timeout=_POLL_TIMEOUT_S)
+        except _POLL_ERRORS:
+            await self._drop(replica.conn)
+            replica.conn = None
+            replica.up = False
+            return
+        if value is None:  # not in recovery: a promoted or misconfigured "replica"
+            replica.up = False
+            return
+        replica.replay_lsn = lsn_to_int(value)
+        replica.up = True
+        replica.last_ok = time.monotonic()
+
+    @staticmethod
+    async def _drop(conn: asyncpg.Connection[asyncpg.Record] | None) -> None:
+        if conn is not None and not conn.is_closed():
+            conn.terminate()
+
+    async def poll_once(self) -> None:
+        primary_lsn, _ = await asyncio.gather(
+            self._primary_lsn(), asyncio.gather(*(self._poll_replica(r) for r in self.router.replicas))
+        )
+        now = time.monotonic()
+        if primary_lsn is not None:
+            self.history.record(now, primary_lsn)
+            self._last_primary_sample = now
+        # Without a recent primary position a replica's lag cannot be known: treat it as unbounded.
+        primary_known = now - self._last_primary_sample < STALE_POLL_S
+        for replica in self.router.replicas:
+            known = replica.up and primary_known
+            replica.lag_s = self.history.lag_of(replica.replay_lsn, now) if known else float("inf")
+            REPLICA_UP.labels(replica.name).set(1 if replica.up else 0)
+            REPLICA_LAG.labels(replica.name).set(replica.lag_s if replica.up else -1)
+            eligible = replica.healthy(now) and replica.lag_s <= self.router.max_lag_s
+            REPLICA_ELIGIBLE.labels(replica.name).set(1 if eligible else 0)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until stopped; a failing poll only marks things down, it never ends the loop."""
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                await self.poll_once()
+            except Exception:
+                log.exception("reads.monitor_failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(0.0, self.interval_s - (time.monotonic() - started)))
+        await self._drop(self._primary)

@@ -1,0 +1,128 @@
+"""Liveness and readiness.
+
+Readiness reports every dependency. Only the primary is required: without a replica reads go
+to the primary, and without Redis reads skip the cache, so those make the instance degraded,
+not unready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from litestar import Response, get
+from litestar.di import NamedDependency
+from redis.asyncio import Redis
+
+from app.contracts.policy import policy
+from app.core.db import ReadPool, WritePool, lsn_to_int
+from app.core.sql import queries
+
+Q = queries("ops")
+CHECK_TIMEOUT_S = 1.0
+
+
+class Check(msgspec.Struct, kw_only=True, omit_defaults=True):
+    ok: bool
+    latency_ms: float
+    error: str | None = None
+    lag_bytes: int | None = None
+    lag_ms: float | None = None
+    replay_paused: bool | None = None
+
+
+class Readiness(msgspec.Struct, kw_only=True):
+    status: str
+    instance: str
+    primary: Check
+    replicas: dict[str, Check]
+    redis: Check
+    listener: dict[str, Any]
+
+
+def _failed(started: float, exc: BaseException) -> Check:
+    return Check(ok=False, latency_ms=_ms(started), error=f"{type(exc).__name__}: {exc}"[:200])
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthChecks:
+    """What readiness looks at; the composition root hands each dependency in."""
+
+    instance: str
+    primary: WritePool
+    replicas: dict[str, ReadPool]
+    redis: Redis
+    listener: Callable[[], dict[str, Any]]
+
+    async def readiness(self) -> Readiness:
+        (primary, primary_lsn), redis = await asyncio.gather(self._check_primary(), self._check_redis())
+        checks = await asyncio.gather(*(self._check_replica(pool, primary_lsn) for pool in self.replicas.values()))
+        replicas = dict(zip(self.replicas, checks, strict=True))
+        listener = self.listener()
+        degraded = not redis.ok or not all(c.ok for c in replicas.values()) or not listener["ok"]
+        status = "unavailable" if not primary.ok else "degraded" if degraded else "ok"
+        return Readiness(
+            status=status, instance=self.instance, primary=primary, replicas=replicas, redis=redis, listener=listener
+        )
+
+    async def _check_primary(self) -> tuple[Check, int | None]:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(CHECK_TIMEOUT_S):
+                row = await self.primary.fetchrow(Q["primary_status"])
+        except Exception as exc:  # noqa: BLE001  (any failure means "not ready", reported as such)
+            return _failed(started, exc), None
+        assert row is not None
+        return Check(ok=not row["in_recovery"], latency_ms=_ms(started)), lsn_to_int(row["lsn"])
+
+    @staticmethod
+    async def _check_replica(pool: ReadPool, primary_lsn: int | None) -> Check:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(CHECK_TIMEOUT_S):
+                row = await pool.fetchrow(Q["replica_status"])
+        except Exception as exc:  # noqa: BLE001
+            return _failed(started, exc)
+        assert row is not None
+        replay = row["replay_lsn"]
+        lag_bytes = max(0, primary_lsn - lsn_to_int(replay)) if primary_lsn and replay else None
+        # Caught up means no lag, however long ago the last commit was replayed.
+        lag_ms = 0.0 if lag_bytes == 0 else round(float(row["since_last_replay_s"] or 0) * 1000, 1)
+        return Check(
+            ok=bool(row["in_recovery"]),
+            latency_ms=_ms(started),
+            lag_bytes=lag_bytes,
+            lag_ms=lag_ms,
+            replay_paused=row["replay_paused"],
+        )
+
+    async def _check_redis(self) -> Check:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(CHECK_TIMEOUT_S):
+                await self.redis.ping()
+        except Exception as exc:  # noqa: BLE001
+            return _failed(started, exc)
+        return Check(ok=True, latency_ms=_ms(started))
+
+
+@get(**policy("ops.healthz").handler_kwargs())
+async def healthz(health: NamedDependency[HealthChecks]) -> dict[str, str]:
+    return {"status": "ok", "instance": health.instance}
+
+
+@get(**policy("ops.readyz").handler_kwargs())
+async def readyz(health: NamedDependency[HealthChecks]) -> Response[Readiness]:
+    body = await health.readiness()
+    return Response(body, status_code=503 if not body.primary.ok else 200)
+
+
+ROUTES = [healthz, readyz]

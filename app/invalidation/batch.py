@@ -1,0 +1,103 @@
+"""One relay batch: claim due events, apply their invalidation to Redis, mark them processed.
+
+The claim (``FOR UPDATE SKIP LOCKED``) and the mark happen in one transaction, and the mark only
+after Redis succeeded: a relay that dies mid-batch leaves its events unclaimed for the next one,
+and several relays never apply the same event at once. When Redis fails the claim rolls back
+and the events keep their place, with ``attempts``, ``last_error`` and a capped exponential
+``next_attempt_at``. Nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+import asyncpg
+from redis.exceptions import RedisError
+
+from app.contracts.cache_scripts import CacheScripts
+from app.contracts.events import encode_announcements
+from app.core.db import lsn_to_int
+from app.core.metrics import INVALIDATION_LATENCY, OUTBOX_BATCH_SIZE, OUTBOX_FAILED, OUTBOX_PROCESSED
+from app.core.sql import queries
+from app.invalidation.plan import InvalidationPlan, apply_plan
+
+Q = queries("outbox")
+REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOptions:
+    relay_name: str  # recorded in outbox.processed_by
+    batch_size: int
+    fence_ttl_ms: int
+    generation_interval_ms: int
+    max_backoff_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    processed: int
+    failed: int
+    error: str | None = None
+    # Coalesced list-generation bumps still waiting for their interval (flush them later).
+    pending_generations: set[str] = field(default_factory=set)
+
+
+async def process_batch(
+    conn: asyncpg.Connection[asyncpg.Record], scripts: CacheScripts, options: BatchOptions
+) -> BatchOutcome:
+    """Claim, apply and mark one batch; a Redis failure rolls the claim back and records it."""
+    error: str | None = None
+    pending: set[str] = set()
+    tx = conn.transaction()
+    await tx.start()
+    try:
+        rows = await conn.fetch(Q["claim_batch"], options.batch_size)
+        if not rows:
+            await tx.commit()
+            return BatchOutcome(0, 0)
+        ids = [row["id"] for row in rows]
+        plan = InvalidationPlan.of(row["payload"] for row in rows)
+        # Every claimed event has committed, so this is at or past each of their commit records.
+        lsn = lsn_to_int(await conn.fetchval(Q["wal_insert_lsn"]))
+        try:
+            pending = await apply_plan(
+                scripts.redis, scripts, plan, options.fence_ttl_ms,
+                lsn=lsn, generation_interval_ms=options.generation_interval_ms,
+            )  # fmt: skip
+        except REDIS_ERRORS as exc:
+            error = f"redis: {type(exc).__name__}: {exc}"[:500]
+        if error is None:
+            await conn.execute(Q["mark_processed"], ids, options.relay_name)
+            # Sent at COMMIT to every instance's near cache (docs/adr/0005).
+            for payload in encode_announcements(plan.versions):
+                await conn.execute(Q["announce_invalidations"], payload)
+            await tx.commit()
+        else:
+            await tx.rollback()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await tx.rollback()
+        raise
+    if error is not None:
+        # The claim is rolled back; record the failure so ops can see it, and back off.
+        await conn.execute(Q["mark_failed"], ids, error, options.max_backoff_s)
+        for row in rows:
+            OUTBOX_FAILED.labels(row["event_type"]).inc()
+        return BatchOutcome(0, len(ids), error)
+    _observe(rows)
+    return BatchOutcome(len(ids), 0, pending_generations=pending)
+
+
+def _observe(rows: list[asyncpg.Record]) -> None:
+    now = time.time()
+    OUTBOX_BATCH_SIZE.observe(len(rows))
+    by_type: dict[str, int] = {}
+    observe = INVALIDATION_LATENCY.observe
+    for row in rows:
+        by_type[row["event_type"]] = by_type.get(row["event_type"], 0) + 1
+        observe(max(0.0, now - row["created_at"].timestamp()))
+    for event_type, count in by_type.items():
+        OUTBOX_PROCESSED.labels(event_type).inc(count)

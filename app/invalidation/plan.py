@@ -1,0 +1,101 @@
+"""What an outbox event means for Redis, and applying a whole batch of them in one pipeline.
+
+Every step is idempotent (fence = max, delete, generation bump), so at-least-once delivery is
+safe: applying a batch twice, or two overlapping batches, leaves the cache in the same state as
+applying it once. (A generation bumped twice only costs an extra list-cache miss.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+from app.contracts.cache_keys import (
+    GEN_SEARCH,
+    GEN_TOP_SELLING,
+    category_generation_key,
+    fence_key_bytes,
+    lsn_hex,
+    product_key_bytes,
+)
+from app.contracts.cache_scripts import CacheScripts
+from app.contracts.events import parse_event
+
+
+@dataclass(slots=True)
+class InvalidationPlan:
+    """The Redis work for a batch, deduplicated: per product only the newest version matters."""
+
+    versions: dict[int, int] = field(default_factory=dict)
+    categories: set[int] = field(default_factory=set)
+    lists: bool = False
+
+    def add(self, payload: object) -> bool:
+        """Fold one outbox payload in; False when it is not an event of the contract (nothing to do)."""
+        event = parse_event(payload)
+        if event is None:
+            return False
+        self.versions[event.id] = max(event.version, self.versions.get(event.id, 0))
+        self.categories.update((event.category_id, event.old_category_id))
+        self.lists = True
+        return True
+
+    @classmethod
+    def of(cls, payloads: Iterable[object]) -> InvalidationPlan:
+        plan = cls()
+        for payload in payloads:
+            plan.add(payload)
+        return plan
+
+
+# Products per script call: bounds how long one script blocks Redis (about a millisecond).
+SCRIPT_CHUNK = 500
+
+
+async def apply_plan(
+    redis: Redis,
+    scripts: CacheScripts,
+    plan: InvalidationPlan,
+    fence_ttl_ms: int,
+    *,
+    lsn: int = 0,
+    generation_interval_ms: int = 0,
+) -> set[str]:
+    """Fence and delete every product, bump every affected list generation: one round trip.
+
+    ``lsn`` is the primary's WAL insert position read after the events committed; generations
+    remember it so list readers know which replicas are fresh enough to fill the cache from.
+    Returns the generation keys whose bump is pending (coalesced): flush them later with
+    :func:`flush_generations`.
+    """
+    if not plan.versions and not plan.lists:
+        return set()
+    items = list(plan.versions.items())
+    async with redis.pipeline(transaction=False) as pipe:
+        for start in range(0, len(items), SCRIPT_CHUNK):
+            chunk = items[start : start + SCRIPT_CHUNK]
+            # Pre-encoded: redis-py's per-argument encoding is the relay's main CPU cost otherwise.
+            keys = [k for product_id, _ in chunk for k in (product_key_bytes(product_id), fence_key_bytes(product_id))]
+            args = [b"%d" % fence_ttl_ms, *(b"%d" % version for _, version in chunk)]
+            await scripts.fence_and_delete_many(keys=keys, args=args, client=pipe)
+        generations = [category_generation_key(c) for c in sorted(plan.categories)]
+        if plan.lists:
+            generations += [GEN_SEARCH, GEN_TOP_SELLING]
+        for key in generations:
+            await scripts.bump_generation(keys=[key], args=[lsn_hex(lsn), generation_interval_ms], client=pipe)
+        results = await pipe.execute()
+    return {key for key, done in zip(generations, results[len(results) - len(generations) :], strict=True) if not done}
+
+
+async def flush_generations(scripts: CacheScripts, keys: set[str], generation_interval_ms: int) -> set[str]:
+    """Bump the pending generations whose interval has passed; returns those still pending."""
+    if not keys:
+        return set()
+    ordered = sorted(keys)
+    async with scripts.redis.pipeline(transaction=False) as pipe:
+        for key in ordered:
+            await scripts.bump_generation(keys=[key], args=["", generation_interval_ms], client=pipe)
+        results = await pipe.execute()
+    return {key for key, done in zip(ordered, results, strict=True) if not done}

@@ -1,0 +1,247 @@
+"""The outbox relay loop: committed outbox events → idempotent cache invalidations in Redis.
+
+It holds one dedicated connection (``application_name=catalog.relay``) with ``LISTEN outbox``
+and wakes on a notification, on the poll interval, or on stop, whichever comes first. On every
+(re)connect it LISTENs first and then sweeps the whole backlog, because notifications sent while
+it was disconnected are lost (docs/consistency.md, rule 10; docs/adr/0002). A dead connection is
+noticed by its termination callback or, for a half-open socket, by a periodic probe. The batch
+work itself is :mod:`app.invalidation.batch`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import structlog
+from redis.asyncio import Redis
+
+from app.contracts.cache_scripts import CacheScripts
+from app.contracts.events import INVALIDATION_CHANNEL, OUTBOX_CHANNEL, parse_announcement
+from app.core.db import CONNECTION_ERRORS, init_connection
+from app.core.metrics import RELAY_RECONNECTS
+from app.core.settings import CacheSettings, RelaySettings
+from app.invalidation.batch import REDIS_ERRORS, BatchOptions, process_batch
+from app.invalidation.plan import flush_generations
+from app.invalidation.retention import purge_processed, record_backlog
+
+log = structlog.get_logger("catalog.relay")
+
+_PURGE_EVERY_S = 60.0
+_BACKLOG_EVERY_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class DrainResult:
+    processed: int
+    failed: int
+
+
+class ListenerLostError(ConnectionError):
+    """The LISTEN connection was terminated or stopped answering."""
+
+
+async def wait_first(wake: asyncio.Event, stop: asyncio.Event, within_s: float) -> None:
+    """Return when ``wake`` or ``stop`` is set, or after ``within_s`` seconds, whichever comes first."""
+    if wake.is_set() or stop.is_set():
+        return
+    waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=within_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+
+class OutboxRelay:
+    """One relay: run it as a task (``run(stop)``) in an app instance or in ``catalog relay``."""
+
+    def __init__(
+        self,
+        name: str,
+        dsn: str,
+        redis: Redis,
+        settings: RelaySettings,
+        cache: CacheSettings,
+        *,
+        connect_timeout_s: float = 5.0,
+        on_invalidated: Callable[[list[tuple[int, int]]], None] | None = None,
+        on_connected: Callable[[], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.dsn = dsn
+        self.redis = redis
+        self.settings = settings
+        self.connect_timeout_s = connect_timeout_s
+        self.batch = BatchOptions(
+            relay_name=name,
+            batch_size=settings.batch_size,
+            fence_ttl_ms=cache.fence_ttl_s * 1000,
+            generation_interval_ms=int(cache.list_generation_interval_s * 1000),
+            max_backoff_s=settings.max_backoff_s,
+        )
+        # Subscribers to every relay's announcements (this instance's near cache), and to our
+        # reconnects (announcements sent while we were away are lost).
+        self.on_invalidated = on_invalidated
+        self.on_connected = on_connected
+        self.scripts = CacheScripts(redis)
+        self._wake = asyncio.Event()
+        self.connected = False
+        self.connections = 0
+        self.processed_total = 0
+        self.last_batch_at: float | None = None
+        self.last_error: str | None = None
+        self.backend_pid: int | None = None
+        self._last_purge = 0.0
+        self._last_backlog = 0.0
+        self._redis_backoff_s = 0.0  # > 0 while Redis is failing: pause instead of retrying per NOTIFY
+        self._pending_generations: set[str] = set()  # coalesced list-generation bumps still to land
+
+    # ------------------------------------------------------------------ the loop
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Relay until ``stop`` is set; connection failures are retried with capped backoff."""
+        backoff = 0.05
+        while not stop.is_set():
+            try:
+                await self._session(stop)
+                backoff = 0.05
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001  (a relay must outlive any single failure)
+                self.connected = False
+                self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                known = isinstance(exc, (*CONNECTION_ERRORS, asyncpg.PostgresError, ListenerLostError))
+                log_event = log.warning if known else log.exception
+                log_event("relay.session_failed", relay=self.name, error=self.last_error, retry_in_s=backoff)
+                await wait_first(asyncio.Event(), stop, backoff)
+                backoff = min(backoff * 2, self.settings.max_backoff_s)
+        # Coalesced list-generation bumps live in this process: land them before it goes.
+        if self._pending_generations:
+            try:
+                await flush_generations(self.scripts, self._pending_generations, 0)
+                self._pending_generations = set()
+            except REDIS_ERRORS as exc:
+                log.warning("relay.generation_flush_failed", relay=self.name, error=repr(exc))
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        conn: asyncpg.Connection[asyncpg.Record] = await asyncpg.connect(
+            self.dsn, timeout=self.connect_timeout_s, server_settings={"application_name": "catalog.relay"}
+        )
+        lost = asyncio.Event()
+
+        def on_terminated(_: object) -> None:
+            lost.set()
+            self._wake.set()
+
+        def on_notify(*_: object) -> None:
+            self._wake.set()
+
+        try:
+            await init_connection(conn)
+            conn.add_termination_listener(on_terminated)
+            # LISTEN first, then sweep: anything committed from here on either is in the sweep or
+            # wakes us; anything committed while we were away is in the sweep.
+            if self.settings.listen:
+                await conn.add_listener(OUTBOX_CHANNEL, on_notify)
+            if self.on_invalidated is not None:
+                await conn.add_listener(INVALIDATION_CHANNEL, self._on_announcement)
+                if self.on_connected is not None:
+                    self.on_connected()
+            self.backend_pid = conn.get_server_pid()
+            self.connected = True
+            self.connections += 1
+            if self.connections > 1:
+                RELAY_RECONNECTS.inc()
+            log.info("relay.listening", relay=self.name, pid=self.backend_pid)
+            await self.drain(conn)
+            await self._housekeeping(conn, force=True)
+            last_probe = time.monotonic()
+            while not stop.is_set():
+                if self._redis_backoff_s:
+                    await wait_first(asyncio.Event(), stop, self._redis_backoff_s)
+                else:
+                    await wait_first(self._wake, stop, self.settings.poll_interval_s)
+                self._wake.clear()
+                if lost.is_set() or conn.is_closed():
+                    raise ListenerLostError("listener connection terminated")
+                if stop.is_set():
+                    break
+                await self.drain(conn)
+                await self._flush_generations()
+                if time.monotonic() - last_probe >= self.settings.probe_interval_s:
+                    # A half-open TCP connection delivers no notifications and no error: ask.
+                    await conn.fetchval("SELECT 1", timeout=2.0)
+                    last_probe = time.monotonic()
+                await self._housekeeping(conn)
+        finally:
+            self.connected = False
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), timeout=2.0)
+            if not conn.is_closed():
+                conn.terminate()
+
+    # ------------------------------------------------------------------ the work
+
+    async def drain(self, conn: asyncpg.Connection[asyncpg.Record]) -> DrainResult:
+        """Process due events batch by batch until none are left or Redis fails."""
+        processed = failed = 0
+        while True:
+            outcome = await process_batch(conn, self.scripts, self.batch)
+            processed += outcome.processed
+            failed += outcome.failed
+            if outcome.error is not None:
+                self.last_error = outcome.error
+                log.warning("relay.redis_failed", relay=self.name, events=outcome.failed, error=outcome.error)
+                self._redis_backoff_s = min(max(self._redis_backoff_s * 2, 0.1), self.settings.max_backoff_s)
+                return DrainResult(processed, failed)
+            self._redis_backoff_s = 0.0
+            if outcome.processed:
+                self._pending_generations |= outcome.pending_generations
+                self.processed_total += outcome.processed
+                self.last_batch_at = time.time()
+                self.last_error = None
+            if outcome.processed < self.batch.batch_size:
+                return DrainResult(processed, failed)
+
+    async def _flush_generations(self) -> None:
+        if not self._pending_generations or self._redis_backoff_s:
+            return
+        try:
+            self._pending_generations = await flush_generations(
+                self.scripts, self._pending_generations, self.batch.generation_interval_ms
+            )
+        except REDIS_ERRORS as exc:
+            log.warning("relay.generation_flush_failed", relay=self.name, error=repr(exc))
+
+    def _on_announcement(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        assert self.on_invalidated is not None
+        self.on_invalidated(parse_announcement(str(payload)))
+
+    # ------------------------------------------------------------------ housekeeping
+
+    async def _housekeeping(self, conn: asyncpg.Connection[asyncpg.Record], *, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last_backlog >= _BACKLOG_EVERY_S:
+            self._last_backlog = now
+            await record_backlog(conn)
+        if force or now - self._last_purge >= _PURGE_EVERY_S:
+            self._last_purge = now
+            await purge_processed(conn, self.settings.retention_s)
+
+    def status(self) -> dict[str, Any]:
+        """For /readyz: is the listener connected, and how is it doing."""
+        return {
+            "ok": self.connected,
+            "relay": self.name,
+            "connections": self.connections,
+            "processed": self.processed_total,
+            "last_batch_age_s": None if self.last_batch_at is None else round(time.time() - self.last_batch_at, 3),
+            "last_error": self.last_error,
+        }

@@ -1,0 +1,132 @@
+"""The product write path: each write is ONE primary transaction with its outbox event.
+
+Nothing touches Redis here. The row change, the outbox row and the NOTIFY commit or roll back
+together; the relay turns committed events into cache invalidations. After COMMIT we read the
+WAL insert LSN on the same connection for the read-your-writes token (docs/consistency.md, rule 2).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from app.contracts.events import EventType, ProductChanged, encode_event
+from app.contracts.product import ProductRead
+from app.core.db import WritePool, lsn_to_int
+from app.core.metrics import DB_QUERY_SECONDS, WRITES
+from app.core.problems import Problem
+from app.core.sql import queries
+
+Q = queries("catalog")
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    product: ProductRead
+    commit_lsn: int
+
+
+# Outbox event type → endpoint (policy name) its database time is reported under.
+_ENDPOINT_OF = {
+    EventType.PRODUCT_CREATED: "product.create",
+    EventType.PRODUCT_UPDATED: "product.update",
+    EventType.INVENTORY_CHANGED: "product.adjust_inventory",
+    EventType.PRODUCT_ARCHIVED: "product.archive",
+}
+_UPDATE_FIELDS = ("sku", "name", "description", "category_id", "price_cents", "currency")
+
+
+class ProductWrites:
+    """Admin writes against the primary."""
+
+    def __init__(self, pool: WritePool) -> None:
+        self.pool = pool
+
+    async def create(self, fields: dict[str, Any]) -> WriteResult:
+        """Insert a product at version 1 with a ``product.created`` event."""
+        args = (
+            fields["sku"],
+            fields["name"],
+            fields["description"],
+            fields["category_id"],
+            fields["price_cents"],
+            fields["currency"],
+            fields["inventory"],
+        )
+        return await self._write(EventType.PRODUCT_CREATED, None, Q["insert_product"], *args)
+
+    async def update(self, product_id: int, fields: dict[str, Any], if_match: int | None) -> WriteResult:
+        """Apply the given fields (a PUT passes all of them) if the version still matches."""
+        if not fields:
+            raise Problem(400, "empty_update", "the request names no field to change")
+        args = [fields.get(name) for name in _UPDATE_FIELDS]
+        query = Q["update_product"]
+        return await self._write(EventType.PRODUCT_UPDATED, product_id, query, product_id, *args, if_match)
+
+    async def adjust_inventory(self, product_id: int, delta: int) -> WriteResult:
+        """Add ``delta`` (may be negative) to stock atomically; 409 if it would go below zero."""
+        if delta == 0:
+            raise Problem(400, "empty_update", "delta must not be 0")
+        return await self._write(EventType.INVENTORY_CHANGED, product_id, Q["adjust_inventory"], product_id, delta)
+
+    async def archive(self, product_id: int, if_match: int | None) -> WriteResult:
+        """Archive the product; display reads answer 404 afterwards."""
+        return await self._write(EventType.PRODUCT_ARCHIVED, product_id, Q["archive_product"], product_id, if_match)
+
+    async def _write(self, event_type: EventType, product_id: int | None, query: str, *args: Any) -> WriteResult:
+        started = time.perf_counter()
+        async with self.pool.acquire() as conn:
+            try:
+                async with conn.transaction():
+                    row = await conn.fetchrow(query, *args)
+                    if row is None:
+                        assert product_id is not None  # inserts always return a row
+                        await self._explain_no_match(conn, event_type, product_id, args)
+                    record = dict(row)  # type: ignore[arg-type]  # _explain_no_match always raises
+                    old_category_id = record.pop("old_category_id")
+                    product = ProductRead(**record)
+                    event = ProductChanged(
+                        id=product.id,
+                        version=product.version,
+                        category_id=product.category_id,
+                        old_category_id=old_category_id,
+                    )
+                    await conn.fetchrow(Q["insert_outbox_event"], event_type, product.id, encode_event(event))
+            except asyncpg.UniqueViolationError:
+                raise Problem(409, "sku_taken", "another product already uses this sku") from None
+            except asyncpg.ForeignKeyViolationError:
+                raise Problem(422, "unknown_category", "category_id names no existing category") from None
+            # After COMMIT, on the same connection: at or past the end of our commit record.
+            lsn: str = await conn.fetchval(Q["commit_lsn"])
+        WRITES.labels(event_type).inc()
+        DB_QUERY_SECONDS.labels("primary", _ENDPOINT_OF[event_type]).observe(time.perf_counter() - started)
+        return WriteResult(product=product, commit_lsn=lsn_to_int(lsn))
+
+    @staticmethod
+    async def _explain_no_match(
+        conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
+        event_type: EventType,
+        product_id: int,
+        args: tuple[Any, ...],
+    ) -> None:
+        state = await conn.fetchrow(Q["product_state"], product_id)
+        if state is None or state["archived"]:
+            raise Problem(404, "product_not_found", f"product {product_id} does not exist")
+        if event_type is EventType.INVENTORY_CHANGED:
+            raise Problem(
+                409,
+                "insufficient_inventory",
+                "the change would take inventory below zero",
+                product_id=product_id,
+                delta=args[1],
+                inventory=state["inventory"],
+            )
+        raise Problem(
+            412,
+            "version_mismatch",
+            f"If-Match does not match the current version {state['version']}",
+            current_version=state["version"],
+        )

@@ -1,0 +1,176 @@
+"""``ops/bench``: the performance targets of DESIGN.md §5, measured on this machine in one run.
+
+    ops/bench            # everything (about 6 minutes)
+    ops/bench http       # cached GET vs /healthz, vs Litestar's response cache, vs primary-only
+    ops/bench mix        # primary queries per 1000 display reads and cache hit under the load mix
+    ops/bench invalidation   # commit -> key gone, with LISTEN and polling only
+    ops/bench outbox     # drain rate of 100,000 pending events
+    ops/bench seed       # 1M products with COPY, then uncached search p50/p99 on them
+
+Throughput is compared as ratios measured in the same run (absolute numbers are noise on a
+shared 2-core machine); every figure is a median of several runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from devtools.bench.http import Variant, app_env_from_stack, measure, median
+from devtools.stack import PROJECT_DIR
+
+PRODUCT = "/products/1"
+
+
+def _line(label: str, value: str, verdict: str = "") -> None:
+    print(f"  {label:<58} {value:>18}  {verdict}")
+
+
+def _verdict(ok: bool, detail: str) -> str:
+    return ("meets" if ok else "MISSES") + f" ({detail})"
+
+
+def bench_http(args: argparse.Namespace) -> None:
+    base_env = app_env_from_stack(str(args.run_dir))
+    normal = Variant("catalog", "app.main:create_app", {})
+    response_cache = Variant("litestar-cache", "devtools.bench.response_cache:create_app", {})
+    primary_only = Variant(
+        "primary-only",
+        "app.main:create_app",
+        {
+            "CATALOG_REPLICA_DSNS": "",
+            "CATALOG_REDIS_URL": "redis://127.0.0.1:1/0",
+            "CATALOG_NEAR_CACHE_ENABLED": "false",
+        },
+    )
+    redis_only = Variant("redis-only", "app.main:create_app", {"CATALOG_NEAR_CACHE_ENABLED": "false"})
+    plan = [
+        (normal, "/healthz"),
+        (normal, PRODUCT),
+        (response_cache, f"/bench/response-cache{PRODUCT}"),
+        (redis_only, PRODUCT),
+        (primary_only, PRODUCT),
+    ]
+    print(f"HTTP (wrk: 1 thread, {args.connections} connections, {args.seconds}s x {args.runs} runs; "
+          "one uvicorn worker per variant)")  # fmt: skip
+    results = measure(plan, base_env, runs=args.runs, seconds=args.seconds, connections=args.connections)
+    rps = {label: median(values) for label, values in results.items()}
+    for label, value in rps.items():
+        _line(label, f"{value:,.0f} req/s", "runs: " + ", ".join(f"{v:,.0f}" for v in results[label]))
+    healthz = rps["catalog /healthz"]
+    cached = rps[f"catalog {PRODUCT}"]
+    litestar = rps[f"litestar-cache /bench/response-cache{PRODUCT}"]
+    primary = rps[f"primary-only {PRODUCT}"]
+    redis_rps = rps[f"redis-only {PRODUCT}"]
+    _line(
+        "cached GET /products/{id} / /healthz", f"{cached / healthz:.2f}x", _verdict(cached / healthz >= 0.8, ">= 0.8")
+    )
+    _line(
+        "cached GET / Litestar ResponseCache+RedisStore",
+        f"{cached / litestar:.2f}x",
+        _verdict(cached >= litestar, ">= 1.0"),
+    )
+    _line("cached GET / primary-only GET", f"{cached / primary:.2f}x")
+    _line("Redis-only cache (near cache off) / /healthz", f"{redis_rps / healthz:.2f}x")
+
+
+def bench_mix(args: argparse.Namespace) -> None:
+    from devtools.bench.scenarios import app_pids, load_mix, rss_mib
+
+    urls = [u for u in os.environ.get("CATALOG_APP_URLS", "").split(",") if u]
+    print(f"Load mix (ops/load, {args.mix_seconds}s, {args.users} users, locust FastHttpUser; metrics diffed)")
+    result = asyncio.run(load_mix(urls, args.mix_seconds, args.users))
+    _line("display reads", f"{result.display_reads:,.0f}")
+    _line("primary queries per 1000 display reads", f"{result.primary_per_1000:.1f}",
+          _verdict(result.primary_per_1000 <= 10, "<= 10"))  # fmt: skip
+    _line("cache hit ratio (display reads)", f"{result.cache_hit:.1%}", _verdict(result.cache_hit >= 0.9, ">= 90%"))
+    _line("locust exit code (failures or RYW violations -> 1)", str(result.locust_exit))
+    for pid, mib in rss_mib(app_pids(str(args.run_dir))).items():
+        _line(f"app instance RSS after the mix (pid {pid})", f"{mib:.0f} MiB", _verdict(mib < 200, "< 200 MiB"))
+
+
+def bench_invalidation(args: argparse.Namespace) -> None:
+    from devtools.bench.scenarios import invalidation_latency, percentile
+
+    redis_url = args.redis_url.rsplit("/", 1)[0] + "/15"
+    print("Invalidation latency (COMMIT -> product:<id> gone; one relay; poll interval 1 s)")
+    for listen, writes in ((True, args.writes), (False, max(40, args.writes // 5))):
+        values = asyncio.run(invalidation_latency(args.dsn, redis_url, listen=listen, writes=writes))
+        p50, p99 = percentile(values, 0.5) * 1000, percentile(values, 0.99) * 1000
+        mode = "LISTEN/NOTIFY" if listen else "polling only"
+        target = 20 if listen else 1050
+        _line(
+            f"{mode} (n={len(values)}) p50 / p99",
+            f"{p50:.1f} / {p99:.1f} ms",
+            _verdict(p99 <= target, f"p99 <= {target} ms"),
+        )
+
+
+def bench_outbox(args: argparse.Namespace) -> None:
+    from devtools.bench.outbox import bench_outbox as run
+    from devtools.bench.outbox import median_rate
+
+    redis_url = args.redis_url.rsplit("/", 1)[0] + "/15"
+    print(f"Outbox drain ({args.events:,} pending events, batches of {args.batch}, {args.runs} runs)")
+    results = asyncio.run(
+        run(args.dsn, redis_url, events=args.events, products=args.events, runs=args.runs, batch=args.batch)
+    )
+    for relays, runs in results.items():
+        rate = median_rate(runs)
+        _line(f"{relays} relay(s): events/s", f"{rate:,.0f}", _verdict(rate >= 20_000, ">= 20,000/s"))
+
+
+def bench_seed(args: argparse.Namespace) -> None:
+    from devtools.bench.scenarios import seed_and_search
+
+    print(f"Seed {args.products:,} products (COPY) and search them (uncached, {args.searches} queries)")
+    result = asyncio.run(seed_and_search(args.dsn, args.products, args.searches))
+    rate = result.products / result.seed_seconds
+    _line("seed time", f"{result.seed_seconds:.1f} s", _verdict(result.seed_seconds <= 60, "<= 60 s"))
+    _line("seed rate", f"{rate:,.0f} products/s")
+    _line("search p50 / p99", f"{result.search_p50_ms:.1f} / {result.search_p99_ms:.1f} ms",
+          _verdict(result.search_p99_ms <= 50, "p99 <= 50 ms"))  # fmt: skip
+
+
+SECTIONS = {"http": bench_http, "mix": bench_mix, "invalidation": bench_invalidation, "outbox": bench_outbox,
+            "seed": bench_seed}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="ops/bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "sections", nargs="*", metavar="section", help=f"one or more of: {', '.join(SECTIONS)} (default: all)"
+    )
+    parser.add_argument("--dsn", default=os.environ.get("CATALOG_PRIMARY_DSN"))
+    parser.add_argument("--redis-url", default=os.environ.get("CATALOG_REDIS_URL"))
+    parser.add_argument("--run-dir", type=Path, default=PROJECT_DIR / ".run")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=5, help="per wrk run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--mix-seconds", type=int, default=30)
+    parser.add_argument("--users", type=int, default=40)
+    parser.add_argument("--writes", type=int, default=200)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=2_000)
+    parser.add_argument("--products", type=int, default=1_000_000)
+    parser.add_argument("--searches", type=int, default=500)
+    args = parser.parse_args(argv)
+    if not args.dsn or not args.redis_url:
+        parser.error("needs the stack: run `ops/dev up` first (it writes .run/stack.env)")
+    unknown = set(args.sections) - {*SECTIONS, "all"}
+    if unknown:
+        parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    sections = list(SECTIONS) if not args.sections or "all" in args.sections else args.sections
+    for name in sections:
+        SECTIONS[name](args)
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""The benchmark scenarios behind ``ops/bench`` other than the HTTP ratios and the outbox drain."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+from redis.asyncio import Redis
+
+from app.admin_cli.hotpath import build_rows, merge, scrape
+from app.contracts.cache_keys import product_key
+from app.core.settings import CacheSettings, RelaySettings
+from app.core.sql import queries
+from app.invalidation.relay import OutboxRelay
+from app.seed.seed import seed
+from app.seed.vocabulary import ADJECTIVES, CATEGORIES, MATERIALS
+from devtools.bench.scratch import drop_database, scratch_database
+
+CATALOG_Q = queries("catalog")
+OPS_LOAD = Path(__file__).resolve().parents[2] / "ops" / "load"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+# ------------------------------------------------------------------------------ load mix
+
+
+@dataclass(frozen=True, slots=True)
+class MixResult:
+    seconds: int
+    display_reads: float
+    primary_per_1000: float
+    cache_hit: float
+    locust_exit: int
+
+
+async def load_mix(app_urls: list[str], seconds: int, users: int) -> MixResult:
+    """Run the standard locust mix and read, from the instances' own metrics, what it did."""
+    before = await scrape(app_urls)
+    proc = await asyncio.create_subprocess_exec(
+        str(OPS_LOAD), "-t", f"{seconds}s", "-u", str(users),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    exit_code = await proc.wait()
+    rows, summary = build_rows(merge(await scrape(app_urls), before, sign=-1.0))
+    served = {"cache": 0.0, "total": 0.0}
+    for row in rows:
+        if row.path_class == "fast":
+            served["cache"] += row.served.get("cache", 0.0)
+            served["total"] += sum(row.served.values())
+    return MixResult(
+        seconds=seconds,
+        display_reads=summary["display_reads"],
+        primary_per_1000=summary["primary_reads_per_1000_display"] or 0.0,
+        cache_hit=served["cache"] / served["total"] if served["total"] else 0.0,
+        locust_exit=exit_code,
+    )
+
+
+# ------------------------------------------------------------------------- invalidation
+
+
+async def invalidation_latency(admin_dsn: str, redis_url: str, *, listen: bool, writes: int) -> list[float]:
+    """Seconds from a write's COMMIT to its ``product:<id>`` key being gone, one relay running."""
+    dsn = await scratch_database(admin_dsn, "catalog_bench_invalidation")
+    redis = Redis.from_url(redis_url)
+    await redis.flushdb()
+    relay = OutboxRelay("bench", dsn, redis, RelaySettings(poll_interval_s=1.0, listen=listen), CacheSettings())
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    conn = await asyncpg.connect(dsn)
+    latencies: list[float] = []
+    try:
+        while not relay.connected:  # noqa: ASYNC110  (the relay exposes a flag, not an event)
+            await asyncio.sleep(0.01)
+        for i in range(1, writes + 1):
+            await redis.set(product_key(i), b"1|stale")
+            async with conn.transaction():
+                await conn.execute(
+                    "INSERT INTO outbox (event_type, aggregate_id, payload) VALUES ('product.updated', $1, $2::jsonb)",
+                    i, f'{{"id": {i}, "version": 2, "category_id": 1, "old_category_id": 1}}',
+                )  # fmt: skip
+                await conn.execute("SELECT pg_notify('outbox', '')")
+            committed = time.perf_counter()
+            while await redis.exists(product_key(i)):  # noqa: ASYNC110  (polling Redis is the measurement)
+                await asyncio.sleep(0.0002)
+            latencies.append(time.perf_counter() - committed)
+            # Writes arrive at random moments relative to the relay's poll clock.
+            await asyncio.sleep(random.uniform(0, 0.02 if listen else 1.0))
+    finally:
+        stop.set()
+        await task
+        await conn.close()
+        await redis.flushdb()
+        await redis.aclose()
+        await drop_database(admin_dsn, "catalog_bench_invalidation")
+    return latencies
+
+
+# ------------------------------------------------------------------------ seed and search
+
+
+def _queries(count: int, rng: random.Random) -> list[str]:
+    nouns = [n.lower() for nouns in CATEGORIES.values() for n in nouns]
+    out = []
+    for _ in range(count):
+        roll = rng.random()
+        if roll < 0.5:
+            out.append(rng.choice(nouns))
+        elif roll < 0.75:
+            out.append(f"{rng.choice(MATERIALS)} {rng.choice(nouns)}".lower())
+        elif roll < 0.9:
+            out.append(f"{rng.choice(ADJECTIVES)} {rng.choice(nouns)}".lower())
+        else:
+            word = rng.choice([n for n in nouns if len(n) > 5])
+            cut = rng.randrange(1, len(word) - 1)
+            out.append(word[:cut] + word[cut + 1 :])
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class SeedSearchResult:
+    products: int
+    seed_seconds: float
+    search_p50_ms: float
+    search_p99_ms: float
+    searches: int
+
+
+async def seed_and_search(admin_dsn: str, products: int, searches: int) -> SeedSearchResult:
+    """Seed ``products`` with COPY into a scratch database, then time uncached searches on it."""
+    name = "catalog_bench_seed"
+    dsn = await scratch_database(admin_dsn, name)
+    try:
+        started = time.perf_counter()
+        await seed(dsn, products=products, categories=64, show_progress=True)
+        seed_seconds = time.perf_counter() - started
+        conn = await asyncpg.connect(dsn)
+        try:
+            timings = []
+            for q in _queries(searches, random.Random(5)):
+                t0 = time.perf_counter()
+                rows = await conn.fetch(CATALOG_Q["search_fulltext"], q, None, None, 21)
+                if not rows:
+                    await conn.fetch(CATALOG_Q["search_fuzzy"], q, None, None, 21)
+                timings.append(time.perf_counter() - t0)
+        finally:
+            await conn.close()
+    finally:
+        await drop_database(admin_dsn, name)
+    return SeedSearchResult(
+        products=products,
+        seed_seconds=seed_seconds,
+        search_p50_ms=statistics.median(timings) * 1000,
+        search_p99_ms=percentile(timings, 0.99) * 1000,
+        searches=len(timings),
+    )
+
+
+def rss_mib(pids: list[int]) -> dict[int, float]:
+    """Resident memory of processes, in MiB (from /proc)."""
+    out = {}
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                out[pid] = int(line.split()[1]) / 1024
+    return out
+
+
+def app_pids(run_dir: str) -> list[int]:
+    pids = []
+    for path in sorted(Path(run_dir).glob("data/pids/app-*.pid")):
+        try:
+            pids.append(int(path.read_text().split()[0]))
+        except (OSError, ValueError):
+            continue
+    return pids

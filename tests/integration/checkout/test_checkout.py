@@ -1,0 +1,231 @@
+"""The decision path: checkout never trusts a stale price and never oversells."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import httpx
+import pytest
+from prometheus_client import REGISTRY
+
+from tests.fixtures.app import running_app
+from tests.fixtures.database import ScratchDatabase
+from tests.fixtures.stack import replay_paused, wait_for_replica
+
+pytestmark = pytest.mark.integration
+
+
+def _line(product_id: int, price: int, quantity: int = 1) -> dict[str, int]:
+    return {"product_id": product_id, "quantity": quantity, "expected_price_cents": price}
+
+
+def _outcomes(outcome: str) -> float:
+    return REGISTRY.get_sample_value("catalog_checkouts_total", {"outcome": outcome}) or 0.0
+
+
+async def _client(app) -> httpx.AsyncClient:  # type: ignore[no-untyped-def]
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://catalog.test")
+
+
+async def test_the_articles_failure_shopper_sees_10_pays_12(
+    db: ScratchDatabase, admin_headers: dict[str, str], primary: asyncpg.Connection
+) -> None:
+    # No relay: the cache keeps the old price; replay paused: so does the replica.
+    settings = db.settings(relay_enabled=False, replica_max_lag_ms=20_000)
+    async with running_app(settings) as (app, admin), await _client(app) as shopper:
+        await primary.execute("UPDATE products SET price_cents = 1000, inventory = 5 WHERE id = 12")
+        await wait_for_replica(db.stack)
+        shown = await shopper.get("/products/12")
+        assert shown.json()["price_cents"] == 1000
+        async with replay_paused(db.stack):
+            raised = await admin.patch("/products/12", json={"price_cents": 1200}, headers=admin_headers)
+            assert raised.status_code == 200
+
+            # The display path still says $10: from the cache, and the replica agrees.
+            still = await shopper.get("/products/12")
+            assert still.headers["x-read-source"] == "cache"
+            assert still.json()["price_cents"] == 1000
+            replica = await asyncpg.connect(db.replica_dsn)
+            try:
+                assert await replica.fetchval("SELECT price_cents FROM products WHERE id = 12") == 1000
+            finally:
+                await replica.close()
+
+            before = _outcomes("price_changed")
+            stale = await shopper.post("/checkout", json={"items": [_line(12, 1000)]})
+            assert stale.status_code == 409
+            assert stale.headers["content-type"] == "application/problem+json"
+            problem = stale.json()
+            assert problem["code"] == "price_changed"
+            assert problem["items"] == [
+                {"product_id": 12, "expected_price_cents": 1000, "price_cents": 1200, "changed": True}
+            ]
+            assert (
+                await primary.fetchval("SELECT count(*) FROM orders WHERE created_at > now() - interval '1 minute'")
+                == 0
+            )
+            assert await primary.fetchval("SELECT inventory FROM products WHERE id = 12") == 5
+            assert _outcomes("price_changed") == before + 1
+
+            paid = await shopper.post("/checkout", json={"items": [_line(12, 1200, quantity=2)]})
+            assert paid.status_code == 201, paid.text
+            order = paid.json()
+            assert order["items"] == [{"product_id": 12, "quantity": 2, "price_cents": 1200}]
+            assert order["total_cents"] == 2400
+            assert order["currency"] == "USD"
+            assert paid.headers["location"] == f"/orders/{order['order_id']}"
+
+    # No order line was ever written at a price other than the primary's at the time.
+    lines = await primary.fetch("SELECT price_cents FROM order_lines WHERE order_id = $1", order["order_id"])
+    assert [r["price_cents"] for r in lines] == [1200]
+    assert await primary.fetchval("SELECT inventory FROM products WHERE id = 12") == 3
+
+
+async def test_no_oversell_under_concurrency(db: ScratchDatabase, primary: asyncpg.Connection) -> None:
+    await primary.execute("UPDATE products SET inventory = 10, price_cents = 500 WHERE id = 13")
+    async with running_app(db.settings(pool_max_size=20)) as (_app, client):
+        responses = await asyncio.gather(
+            *(client.post("/checkout", json={"items": [_line(13, 500)]}) for _ in range(50))
+        )
+    codes = [r.status_code for r in responses]
+    assert codes.count(201) == 10
+    assert codes.count(409) == 40
+    assert {r.json()["code"] for r in responses if r.status_code == 409} == {"out_of_stock"}
+    assert await primary.fetchval("SELECT inventory FROM products WHERE id = 13") == 0
+    sold = await primary.fetchval(
+        "SELECT sum(quantity) FROM order_lines ol JOIN orders o ON o.id = ol.order_id "
+        "WHERE ol.product_id = 13 AND o.created_at > now() - interval '1 minute'"
+    )
+    assert sold == 10
+
+
+async def test_opposite_lock_orders_do_not_deadlock(db: ScratchDatabase, primary: asyncpg.Connection) -> None:
+    await primary.execute("UPDATE products SET inventory = 1000, price_cents = 100 WHERE id IN (14, 15, 16)")
+    baskets = [
+        [_line(14, 100), _line(15, 100), _line(16, 100)],
+        [_line(16, 100), _line(15, 100), _line(14, 100)],
+        [_line(15, 100), _line(14, 100)],
+    ]
+    async with running_app(db.settings(pool_max_size=20)) as (_app, client):
+        responses = await asyncio.gather(*(client.post("/checkout", json={"items": baskets[i % 3]}) for i in range(60)))
+    assert [r.status_code for r in responses] == [201] * 60, [r.text for r in responses if r.status_code != 201]
+    left = {r["id"]: r["inventory"] for r in await primary.fetch(
+        "SELECT id, inventory FROM products WHERE id IN (14, 15, 16)")}  # fmt: skip
+    assert left == {14: 1000 - 60, 15: 1000 - 60, 16: 1000 - 40}
+
+
+async def test_idempotency_key_sequential_and_concurrent(db: ScratchDatabase, primary: asyncpg.Connection) -> None:
+    await primary.execute("UPDATE products SET inventory = 100, price_cents = 250 WHERE id = 17")
+    body = {"items": [_line(17, 250, quantity=3)]}
+    async with running_app(db.settings(pool_max_size=20)) as (_app, client):
+        first = await client.post("/checkout", json=body, headers={"Idempotency-Key": "order-abc"})
+        assert first.status_code == 201
+        again = await client.post("/checkout", json=body, headers={"Idempotency-Key": "order-abc"})
+        assert again.status_code == 200
+        assert again.headers["idempotent-replayed"] == "true"
+        assert again.json() == first.json()
+        other = await client.post(
+            "/checkout", json={"items": [_line(17, 250, quantity=4)]}, headers={"Idempotency-Key": "order-abc"}
+        )
+        assert other.status_code == 422
+        assert other.json()["code"] == "idempotency_key_reused"
+
+        replays_before = _outcomes("idempotent_replay")
+        racing = await asyncio.gather(
+            *(client.post("/checkout", json=body, headers={"Idempotency-Key": "order-xyz"}) for _ in range(20))
+        )
+        assert sorted(r.status_code for r in racing) == [200] * 19 + [201]
+        assert len({r.json()["order_id"] for r in racing}) == 1
+        assert _outcomes("idempotent_replay") == replays_before + 19
+    assert await primary.fetchval("SELECT inventory FROM products WHERE id = 17") == 100 - 3 - 3
+    assert (
+        await primary.fetchval("SELECT count(*) FROM orders WHERE idempotency_key IN ('order-abc', 'order-xyz')") == 2
+    )
+
+
+async def test_unknown_and_archived_products(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], primary: asyncpg.Connection
+) -> None:
+    price = await primary.fetchval("SELECT price_cents FROM products WHERE id = 18")
+    unknown = await client.post("/checkout", json={"items": [_line(18, price), _line(999_999, 1)]})
+    assert unknown.status_code == 404
+    assert unknown.json()["product_ids"] == [999_999]
+    await client.delete("/products/18", headers=admin_headers)
+    archived = await client.post("/checkout", json={"items": [_line(18, price)]})
+    assert archived.status_code == 409
+    assert archived.json()["code"] == "product_unavailable"
+
+
+async def test_get_order_reads_the_primary(client: httpx.AsyncClient, primary: asyncpg.Connection) -> None:
+    price = await primary.fetchval("UPDATE products SET inventory = 9 WHERE id = 19 RETURNING price_cents")
+    placed = (await client.post("/checkout", json={"items": [_line(19, price, 2)]})).json()
+    # Right after the commit, before the replica could have it: the order is there.
+    fetched = await client.get(f"/orders/{placed['order_id']}")
+    assert fetched.status_code == 200
+    assert fetched.json() == placed
+    assert fetched.headers["cache-control"] == "private, no-store"
+    missing = await client.get("/orders/987654321")
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "order_not_found"
+
+
+async def test_checkout_feeds_top_sellers_and_the_buyers_view(db: ScratchDatabase, primary: asyncpg.Connection) -> None:
+    await primary.execute("UPDATE products SET inventory = 500, price_cents = 10 WHERE id = 20")
+    settings = db.settings(relay_enabled=True, relay_poll_interval_s=0.2)
+    async with running_app(settings) as (app, buyer), await _client(app) as visitor:
+        assert (await visitor.get("/products/top-selling?limit=3")).status_code == 200  # warm the cache
+        placed = await buyer.post("/checkout", json={"items": [_line(20, 10, quantity=100)]})
+        assert placed.status_code == 201
+        assert (await buyer.get("/products/20")).json()["inventory"] == 400  # read-your-writes
+        await buyer.post("/checkout", json={"items": [_line(20, 10, quantity=100)]})
+        await buyer.post("/checkout", json={"items": [_line(20, 10, quantity=100)]})
+        await wait_for_replica(db.stack)
+
+        async def top() -> int:
+            return (await visitor.get("/products/top-selling?limit=3")).json()["items"][0]["id"]
+
+        for _ in range(100):
+            if await top() == 20:
+                break
+            await asyncio.sleep(0.05)
+        assert await top() == 20
+
+
+BAD = [
+    ({}, 400),
+    ({"items": []}, 400),
+    ({"items": [_line(1, 1, quantity=0)]}, 400),
+    ({"items": [_line(1, 1, quantity=-1)]}, 400),
+    ({"items": [_line(1, 1, quantity=101)]}, 400),
+    ({"items": [_line(1, 1, quantity=10**12)]}, 400),
+    ({"items": [{"product_id": "one", "quantity": 1, "expected_price_cents": 1}]}, 400),
+    ({"items": [{"product_id": 1.5, "quantity": 1, "expected_price_cents": 1}]}, 400),
+    ({"items": [{"product_id": 1, "quantity": 1}]}, 400),
+    ({"items": [{"product_id": 1, "quantity": 1, "expected_price_cents": -5}]}, 400),
+    ({"items": [{**_line(1, 1), "coupon": "FREE"}]}, 400),
+    ({"items": [_line(1, 1), _line(1, 1)]}, 400),
+    ({"items": [_line(i, 1) for i in range(1, 52)]}, 400),
+    ({"items": [_line(0, 1)]}, 400),
+    ({"items": "everything"}, 400),
+]
+
+
+@pytest.mark.parametrize(("body", "status"), BAD)
+async def test_checkout_bad_input(
+    client: httpx.AsyncClient, primary: asyncpg.Connection, body: object, status: int
+) -> None:
+    orders_before = await primary.fetchval("SELECT count(*) FROM orders")
+    response = await client.post("/checkout", json=body)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert await primary.fetchval("SELECT count(*) FROM orders") == orders_before
+
+
+async def test_checkout_oversized_body_and_bad_keys(client: httpx.AsyncClient) -> None:
+    huge = {"items": [{**_line(1, 1), "pad": "x" * 70_000}]}
+    assert (await client.post("/checkout", json=huge)).status_code == 413
+    for key in ("", "x" * 201, "has space"):
+        response = await client.post("/checkout", json={"items": [_line(1, 1)]}, headers={"Idempotency-Key": key})
+        assert response.status_code == 400, key
+        assert response.headers["content-type"] == "application/problem+json"

@@ -1,0 +1,75 @@
+"""The container path, validated statically: no Docker engine runs on these machines."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from devtools.stack import Stack, StackConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def test_compose_file_matches_the_compose_spec() -> None:
+    result = _run(str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", "compose.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    result = _run(str(BIN / "hadolint"), "Dockerfile")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_wires_health_and_order() -> None:
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    services = compose["services"]
+    assert services["app"]["deploy"]["replicas"] >= 2
+    assert services["app"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    for name in ("primary", "replica", "redis", "app", "nginx"):
+        assert "healthcheck" in services[name], name
+    for name, service in services.items():
+        for dependency, rule in service.get("depends_on", {}).items():
+            expected = "service_completed_successfully" if dependency == "migrate" else "service_healthy"
+            assert rule["condition"] == expected, (name, dependency)
+    assert "pg_basebackup" in (ROOT / "ops" / "compose" / "replica-entrypoint.sh").read_text()
+    assert services["load"]["profiles"] == ["load"]
+    nginx_volumes = " ".join(services["nginx"]["volumes"])
+    assert "ops/nginx/catalog.conf.template" in nginx_volumes, "compose uses the same nginx template as ops/dev"
+
+
+def test_dockerfile_runs_the_same_server_as_ops_dev() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert 'CMD ["python", "-m", "app", "serve"' in dockerfile
+    assert "HEALTHCHECK" in dockerfile
+    assert "USER 10001:10001" in dockerfile
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists(), reason="no nginx")
+def test_nginx_template_renders_and_nginx_accepts_it(tmp_path: Path) -> None:
+    stack = Stack(StackConfig(run_dir=str(tmp_path), base_dir=str(tmp_path / "base")), quiet=True)
+    (tmp_path / "base" / "nginx").mkdir(parents=True)
+    (tmp_path / "base" / "pids").mkdir()
+    (tmp_path / "base" / "logs").mkdir()
+    site = stack.render_nginx_site()
+    assert re.search(r"\$\{CATALOG_[A-Z_]+\}", site) is None
+    assert "non_idempotent" not in site.split("proxy_next_upstream ", 1)[1].split(";", 1)[0]
+    main = stack._write_nginx_conf()
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    result = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path / "base" / "nginx"), "-c", str(main)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
