@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from app.core.migrate import discover, migrate
+from app.core.migrate import create_database, discover, migrate
 from app.core.sql import SQL_DIR
 from app.devstack.stack import Stack, _pg_bindir
 
@@ -68,3 +68,37 @@ async def test_schema_file_equals_the_migrated_schema(empty_databases: tuple[str
         await conn.close()
     assert _dump(from_file) == _dump(migrated)
     assert "CREATE TABLE public.outbox" in _dump(migrated)
+
+
+async def test_create_database_keeps_or_replaces_and_returns_the_dsn(stack: Stack) -> None:
+    c = stack.config
+    name = "create_database_check"
+    admin_dsn = c.superuser_dsn(c.primary_port, "postgres") + "?sslmode=disable"
+    dsn = await create_database(admin_dsn, name, template="template0", replace=True)
+    try:
+        assert dsn == c.superuser_dsn(c.primary_port, name) + "?sslmode=disable"
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute("CREATE TABLE marker (id int)")
+        finally:
+            await conn.close()
+
+        assert await create_database(admin_dsn, name) == dsn  # exists: kept as it is
+        conn = await asyncpg.connect(dsn)
+        try:
+            assert await conn.fetchval("SELECT to_regclass('marker') IS NOT NULL")
+        finally:
+            await conn.close()
+
+        await create_database(admin_dsn, name, template="template0", replace=True)  # dropped, made anew
+        conn = await asyncpg.connect(dsn)
+        try:
+            assert await conn.fetchval("SELECT to_regclass('marker') IS NULL")
+        finally:
+            await conn.close()
+    finally:
+        admin = await asyncpg.connect(admin_dsn)
+        try:
+            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            await admin.close()
