@@ -29,9 +29,9 @@ from litestar import Litestar
 from app.core.db import lsn_to_int
 from app.core.migrate import grant_app_role, migrate
 from app.core.settings import Settings, load_settings
-from app.devstack.stack import APP_ROLE, Stack, StackConfig, free_port
 from app.main import create_app
 from app.seed.seed import seed
+from devtools.stack import APP_ROLE, Stack, StackConfig, free_port
 
 TEMPLATE_DB = "catalog_template"
 TEST_PRODUCTS = 200

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from app.bench.http import Variant, app_env_from_stack, measure, median
-from app.devstack.stack import PROJECT_DIR
+from devtools.stack import PROJECT_DIR
 
 PRODUCT = "/products/1"
 

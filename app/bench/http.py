@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.devstack.stack import PROJECT_DIR, free_port
+from devtools.stack import PROJECT_DIR, free_port
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +85,7 @@ def app_env_from_stack(run_dir: str) -> dict[str, str]:
     """Settings for bench instances: the dev stack's databases as the app role, production defaults."""
     import msgspec
 
-    from app.devstack.stack import StackConfig
+    from devtools.stack import StackConfig
 
     config = msgspec.json.decode((Path(run_dir) / "stack.json").read_bytes(), type=StackConfig)
     env = config.app_env(0)

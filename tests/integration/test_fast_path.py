@@ -17,7 +17,7 @@ from litestar import Litestar
 
 from app.catalog.reads.service import ProductReads
 from app.core.cache import decode_entry, encode_entry, fence_key, product_key
-from app.devstack.stack import free_port
+from devtools.stack import free_port
 from tests.conftest import ScratchDatabase, replay_paused, running_app, wait_for_replica
 from tests.faults import TcpProxy
 

@@ -12,8 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from app.core.cache import CacheScripts, fence_key, parse_generation, product_key
-from app.devstack.stack import free_port
 from app.outbox.relay import OutboxRelay, RelayConfig
+from devtools.stack import free_port
 from tests.conftest import ScratchDatabase, running_app
 from tests.faults import TcpProxy
 

@@ -10,7 +10,8 @@ import pytest
 
 from app.core.migrate import create_database, discover, migrate
 from app.core.sql import SQL_DIR
-from app.devstack.stack import Stack, _pg_bindir
+from devtools.stack import Stack
+from devtools.stack.system import pg_bindir
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +35,7 @@ async def empty_databases(stack: Stack) -> AsyncIterator[tuple[str, str]]:
 def _dump(dsn: str) -> str:
     out = subprocess.run(
         [
-            str(_pg_bindir() / "pg_dump"),
+            str(pg_bindir() / "pg_dump"),
             "--schema-only",
             "--no-owner",
             "--no-privileges",

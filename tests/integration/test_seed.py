@@ -7,7 +7,7 @@ import pytest
 
 import app.seed.seed as seeding
 from app.core.migrate import migrate
-from app.devstack.stack import Stack
+from devtools.stack import Stack
 
 pytestmark = pytest.mark.integration
 

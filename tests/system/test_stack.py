@@ -10,7 +10,7 @@ import asyncpg
 import httpx
 import pytest
 
-from app.devstack.stack import Stack
+from devtools.stack import Stack
 
 pytestmark = pytest.mark.system
 

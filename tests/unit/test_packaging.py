@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from app.devstack.stack import Stack, StackConfig
+from devtools.stack import Stack, StackConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -61,10 +61,10 @@ def test_nginx_template_renders_and_nginx_accepts_it(tmp_path: Path) -> None:
     (tmp_path / "base" / "nginx").mkdir(parents=True)
     (tmp_path / "base" / "pids").mkdir()
     (tmp_path / "base" / "logs").mkdir()
-    site = stack.render_nginx_site()
+    site = stack.nginx.render_site()
     assert re.search(r"\$\{CATALOG_[A-Z_]+\}", site) is None
     assert "non_idempotent" not in site.split("proxy_next_upstream ", 1)[1].split(";", 1)[0]
-    main = stack._write_nginx_conf()
+    main = stack.nginx.write_conf()
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     result = subprocess.run(
         [nginx, "-t", "-p", str(tmp_path / "base" / "nginx"), "-c", str(main)],
