@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+import json
 import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -73,3 +76,87 @@ def test_nginx_template_renders_and_nginx_accepts_it(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def _dockerfile_stages() -> dict[str, list[tuple[str, str]]]:
+    """(instruction, arguments) per build stage, keyed by the stage's ``AS`` name."""
+    text = (ROOT / "Dockerfile").read_text()
+    logical = re.sub(r"\\\n", " ", text)  # join continuation lines
+    stages: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] = []
+    for raw in logical.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        instruction, _, args = line.partition(" ")
+        if instruction.upper() == "FROM":
+            name = re.search(r"\sAS\s+(\S+)", args, re.IGNORECASE)
+            assert name is not None, f"every stage is named: {line}"
+            current = stages.setdefault(name.group(1), [])
+        current.append((instruction.upper(), args.strip()))
+    return stages
+
+
+def _copies(stage: list[tuple[str, str]]) -> list[tuple[dict[str, str], list[str]]]:
+    """(flags, sources) of each COPY or ADD in ``stage``."""
+    found = []
+    for instruction, args in stage:
+        if instruction not in ("COPY", "ADD"):
+            continue
+        flags: dict[str, str] = {}
+        rest: list[str] = []
+        for word in args.split():
+            if word.startswith("--"):
+                key, _, value = word.removeprefix("--").partition("=")
+                flags[key] = value
+            else:
+                rest.append(word)
+        paths = json.loads(" ".join(rest)) if rest and rest[0].startswith("[") else rest
+        found.append((flags, paths[:-1]))  # the last path is the destination
+    return found
+
+
+def test_image_holds_no_dev_code() -> None:
+    """The service image (the ``runtime`` target) gets code only from ``app/`` and ``sql/``.
+
+    (The ``load`` target adds locust and ``tests/load`` on top, for the compose load profile.)
+    """
+    stages = _dockerfile_stages()
+    assert _copies(stages["build"]) == [({}, ["pyproject.toml", "requirements.txt"])]
+    runtime_sources: list[str] = []
+    for flags, sources in _copies(stages["runtime"]):
+        if "from" in flags:
+            assert flags["from"] == "build", "the runtime stage copies only the build stage's venv"
+            continue
+        runtime_sources += sources
+    assert sorted(runtime_sources) == ["app", "sql"]
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["tool"]["setuptools"]["packages"]["find"]["include"] == ["app*"]
+
+
+def _imports_devtools(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules = [node.module]
+        else:
+            continue
+        if any(m == "devtools" or m.startswith("devtools.") for m in modules):
+            return True
+    return False
+
+
+# app/bench/ still imports the dev stack's helpers: it is moving to ops/devtools/bench, and this
+# entry goes with it (the test below fails once the entry is no longer needed).
+_NOT_YET_MOVED = ("app/bench/",)
+
+
+def test_service_package_does_not_import_devtools() -> None:
+    """ops/devtools is not in the image: an import of it from app/ would fail in production."""
+    offenders = sorted(
+        path.relative_to(ROOT).as_posix() for path in (ROOT / "app").rglob("*.py") if _imports_devtools(path)
+    )
+    assert [p for p in offenders if not p.startswith(_NOT_YET_MOVED)] == []
+    for prefix in _NOT_YET_MOVED:
+        assert any(p.startswith(prefix) for p in offenders), f"{prefix} no longer imports devtools: drop it"
