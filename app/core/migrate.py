@@ -6,7 +6,9 @@ Each migration runs in its own transaction under an advisory lock, so two concur
 
 from __future__ import annotations
 
+import contextlib
 import re
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,8 @@ from app.core.sql import MIGRATIONS_DIR
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _LOCK_KEY = 0x636174616C6F67  # "catalog"
+# Database names are spliced into DDL (which takes no bind parameters), so only plain identifiers pass.
+_DATABASE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,5 +93,49 @@ async def grant_app_role(dsn: str, role: str, *, password: str | None = None) ->
                 "SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text)", role, password
             )
             await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def _database_dsn(dsn: str, name: str) -> str:
+    """``dsn`` pointing at database ``name``: same user, hosts, port and query string."""
+    parts = urllib.parse.urlsplit(dsn)
+    if parts.scheme not in ("postgres", "postgresql"):
+        raise ValueError("expected a postgresql:// DSN")
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+
+
+async def create_database(admin_dsn: str, name: str, *, template: str | None = None, replace: bool = False) -> str:
+    """Create database ``name`` if it is missing and return its DSN (``admin_dsn`` with the database swapped).
+
+    ``admin_dsn`` points at another database (usually ``postgres``) as a role allowed to create
+    databases. With ``replace`` an existing ``name`` is dropped first, disconnecting its sessions;
+    without it an existing database is kept as it is, whatever ``template`` says.
+    """
+    for identifier in (name, template):
+        if identifier is not None and not _DATABASE_NAME.fullmatch(identifier):
+            raise ValueError(f"invalid database name {identifier!r}")
+    dsn = _database_dsn(admin_dsn, name)
+    conn = await asyncpg.connect(admin_dsn, server_settings={"application_name": "catalog.ops"})
+    try:
+        if replace:
+            await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            create = f"CREATE DATABASE {name}" if template is None else f"CREATE DATABASE {name} TEMPLATE {template}"
+            # Another process may create it between the check and here; that is the outcome we want.
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):
+                await conn.execute(create)
+    finally:
+        await conn.close()
+    return dsn
+
+
+async def drop_database(admin_dsn: str, name: str) -> None:
+    """Drop database ``name`` if it exists, disconnecting its sessions."""
+    if not _DATABASE_NAME.fullmatch(name):
+        raise ValueError(f"invalid database name {name!r}")
+    conn = await asyncpg.connect(admin_dsn, server_settings={"application_name": "catalog.ops"})
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     finally:
         await conn.close()

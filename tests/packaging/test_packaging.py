@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -61,10 +63,10 @@ def test_nginx_template_renders_and_nginx_accepts_it(tmp_path: Path) -> None:
     (tmp_path / "base" / "nginx").mkdir(parents=True)
     (tmp_path / "base" / "pids").mkdir()
     (tmp_path / "base" / "logs").mkdir()
-    site = stack.render_nginx_site()
+    site = stack.nginx.render_site()
     assert re.search(r"\$\{CATALOG_[A-Z_]+\}", site) is None
     assert "non_idempotent" not in site.split("proxy_next_upstream ", 1)[1].split(";", 1)[0]
-    main = stack._write_nginx_conf()
+    main = stack.nginx.write_conf()
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     result = subprocess.run(
         [nginx, "-t", "-p", str(tmp_path / "base" / "nginx"), "-c", str(main)],
@@ -73,3 +75,65 @@ def test_nginx_template_renders_and_nginx_accepts_it(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def _dockerfile_stages() -> dict[str, list[tuple[str, str]]]:
+    """(instruction, arguments) per build stage, keyed by the stage's ``AS`` name."""
+    text = (ROOT / "Dockerfile").read_text()
+    logical = re.sub(r"\\\n", " ", text)  # join continuation lines
+    stages: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] = []
+    for raw in logical.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        instruction, _, args = line.partition(" ")
+        if instruction.upper() == "FROM":
+            name = re.search(r"\sAS\s+(\S+)", args, re.IGNORECASE)
+            assert name is not None, f"every stage is named: {line}"
+            current = stages.setdefault(name.group(1), [])
+        current.append((instruction.upper(), args.strip()))
+    return stages
+
+
+def _copies(stage: list[tuple[str, str]]) -> list[tuple[dict[str, str], list[str]]]:
+    """(flags, sources) of each COPY or ADD in ``stage``."""
+    found = []
+    for instruction, args in stage:
+        if instruction not in ("COPY", "ADD"):
+            continue
+        flags: dict[str, str] = {}
+        rest: list[str] = []
+        for word in args.split():
+            if word.startswith("--"):
+                key, _, value = word.removeprefix("--").partition("=")
+                flags[key] = value
+            else:
+                rest.append(word)
+        paths = json.loads(" ".join(rest)) if rest and rest[0].startswith("[") else rest
+        found.append((flags, paths[:-1]))  # the last path is the destination
+    return found
+
+
+def test_image_holds_no_dev_code() -> None:
+    """The service image (the ``runtime`` target) gets code only from ``app/`` and ``sql/``.
+
+    (The ``load`` target adds locust and ``tests/load`` on top, for the compose load profile.)
+    """
+    stages = _dockerfile_stages()
+    assert _copies(stages["build"]) == [({}, ["pyproject.toml", "requirements.txt"])]
+    runtime_sources: list[str] = []
+    for flags, sources in _copies(stages["runtime"]):
+        if "from" in flags:
+            assert flags["from"] == "build", "the runtime stage copies only the build stage's venv"
+            continue
+        runtime_sources += sources
+    assert sorted(runtime_sources) == ["app", "sql"]
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["tool"]["setuptools"]["packages"]["find"]["include"] == ["app*"]
+
+
+def test_the_package_holds_no_dev_code() -> None:
+    """What ``COPY app`` ships: no launcher, no benchmarks (the import rule is in tests/unit/test_architecture.py)."""
+    shipped = {p.relative_to(ROOT / "app").parts[0] for p in (ROOT / "app").rglob("*.py")}
+    assert not shipped & {"devstack", "bench", "devtools"}

@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from app.core.migrate import discover, migrate
+from app.core.migrate import create_database, discover, drop_database, migrate
 from app.core.sql import SQL_DIR
-from devtools.stack import Stack, _pg_bindir
+from devtools.stack import Stack
+from devtools.stack.system import pg_bindir
 
 pytestmark = pytest.mark.integration
 
@@ -18,23 +19,19 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 async def empty_databases(stack: Stack) -> AsyncIterator[tuple[str, str]]:
     c = stack.config
-    admin = await asyncpg.connect(c.superuser_dsn(c.primary_port, "postgres"))
+    admin_dsn = c.superuser_dsn(c.primary_port, "postgres")
     names = ("schema_from_migrations", "schema_from_file")
     try:
-        for name in names:
-            await admin.execute(f"DROP DATABASE IF EXISTS {name}")
-            await admin.execute(f"CREATE DATABASE {name}")
-        yield tuple(c.superuser_dsn(c.primary_port, n) for n in names)  # type: ignore[misc]
+        yield tuple([await create_database(admin_dsn, name, replace=True) for name in names])  # type: ignore[misc]
     finally:
         for name in names:
-            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await admin.close()
+            await drop_database(admin_dsn, name)
 
 
 def _dump(dsn: str) -> str:
     out = subprocess.run(
         [
-            str(_pg_bindir() / "pg_dump"),
+            str(pg_bindir() / "pg_dump"),
             "--schema-only",
             "--no-owner",
             "--no-privileges",
@@ -68,3 +65,33 @@ async def test_schema_file_equals_the_migrated_schema(empty_databases: tuple[str
         await conn.close()
     assert _dump(from_file) == _dump(migrated)
     assert "CREATE TABLE public.outbox" in _dump(migrated)
+
+
+async def test_create_database_keeps_or_replaces_and_returns_the_dsn(stack: Stack) -> None:
+    c = stack.config
+    name = "create_database_check"
+    admin_dsn = c.superuser_dsn(c.primary_port, "postgres") + "?sslmode=disable"
+    dsn = await create_database(admin_dsn, name, template="template0", replace=True)
+    try:
+        assert dsn == c.superuser_dsn(c.primary_port, name) + "?sslmode=disable"
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute("CREATE TABLE marker (id int)")
+        finally:
+            await conn.close()
+
+        assert await create_database(admin_dsn, name) == dsn  # exists: kept as it is
+        conn = await asyncpg.connect(dsn)
+        try:
+            assert await conn.fetchval("SELECT to_regclass('marker') IS NOT NULL")
+        finally:
+            await conn.close()
+
+        await create_database(admin_dsn, name, template="template0", replace=True)  # dropped, made anew
+        conn = await asyncpg.connect(dsn)
+        try:
+            assert await conn.fetchval("SELECT to_regclass('marker') IS NULL")
+        finally:
+            await conn.close()
+    finally:
+        await drop_database(admin_dsn, name)

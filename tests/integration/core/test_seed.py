@@ -6,7 +6,7 @@ import asyncpg
 import pytest
 
 import app.seed.seed as seeding
-from app.core.migrate import migrate
+from app.core.migrate import create_database, drop_database, migrate
 from devtools.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -18,11 +18,9 @@ async def test_bulk_seed_loads_everything_and_rebuilds_the_same_indexes(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     c = stack.config
-    admin = await asyncpg.connect(c.superuser_dsn(c.primary_port, "postgres"))
+    admin_dsn = c.superuser_dsn(c.primary_port, "postgres")
     try:
-        await admin.execute("DROP DATABASE IF EXISTS seed_bulk WITH (FORCE)")
-        await admin.execute("CREATE DATABASE seed_bulk")
-        dsn = c.superuser_dsn(c.primary_port, "seed_bulk")
+        dsn = await create_database(admin_dsn, "seed_bulk", replace=True)
         await migrate(dsn)
         conn = await asyncpg.connect(dsn)
         try:
@@ -39,5 +37,4 @@ async def test_bulk_seed_loads_everything_and_rebuilds_the_same_indexes(
         finally:
             await conn.close()
     finally:
-        await admin.execute("DROP DATABASE IF EXISTS seed_bulk WITH (FORCE)")
-        await admin.close()
+        await drop_database(admin_dsn, "seed_bulk")

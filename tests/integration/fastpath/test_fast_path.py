@@ -15,15 +15,15 @@ import pytest
 import redis.asyncio as aioredis
 from litestar import Litestar
 
-from app.fastpath.products import ProductReads
 from app.contracts.cache_keys import decode_entry, encode_entry, fence_key, product_key
-from devtools.stack import free_port
 from app.contracts.ryw import RywCookies
+from app.fastpath.products import ProductReads
 from app.main import runtime_of
+from devtools.stack import free_port
 from tests.fixtures.app import running_app
 from tests.fixtures.database import ScratchDatabase
-from tests.fixtures.stack import replay_paused, wait_for_replica
 from tests.fixtures.faults import TcpProxy
+from tests.fixtures.stack import replay_paused, wait_for_replica
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,11 @@ async def _until(predicate, within_s: float = 5.0) -> None:  # type: ignore[no-u
 def _relay_settings(db: ScratchDatabase, **extra: object):  # type: ignore[no-untyped-def]
     # A paused replica must stay in rotation for these tests: lag bound well above their runtime.
     return db.settings(
-        relay_enabled=True, relay_poll_interval_s=0.2, replica_max_lag_ms=20_000, cache_list_generation_interval_s=0, **extra
+        relay_enabled=True,
+        relay_poll_interval_s=0.2,
+        replica_max_lag_ms=20_000,
+        cache_list_generation_interval_s=0,
+        **extra,
     )
 
 

@@ -12,9 +12,9 @@ import redis.asyncio as aioredis
 
 from app.contracts.cache_keys import fence_key, parse_generation, product_key
 from app.contracts.cache_scripts import CacheScripts
-from devtools.stack import free_port
 from app.invalidation.relay import OutboxRelay
 from app.main import runtime_of
+from devtools.stack import free_port
 from tests.fixtures.app import running_app
 from tests.fixtures.database import ScratchDatabase
 from tests.fixtures.faults import TcpProxy

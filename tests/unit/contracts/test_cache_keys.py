@@ -1,6 +1,13 @@
 from __future__ import annotations
 
-from app.contracts.cache_keys import decode_entry, encode_entry, fence_key, fence_key_bytes, product_key, product_key_bytes
+from app.contracts.cache_keys import (
+    decode_entry,
+    encode_entry,
+    fence_key,
+    fence_key_bytes,
+    product_key,
+    product_key_bytes,
+)
 
 
 def test_byte_keys_match_the_text_keys() -> None:

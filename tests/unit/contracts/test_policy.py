@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from litestar.routes import HTTPRoute
 
-from app.core.auth import require_admin
 from app.contracts.policy import FRAMEWORK_ROUTES, POLICIES, POLICY_BY_ROUTE, PathClass
+from app.core.auth import admin_guard
+from app.core.problems import Problem
 from app.core.settings import load_settings
 from app.main import create_app
 
@@ -28,7 +30,7 @@ def _mounted() -> dict[tuple[str, str], object]:
 
 def test_every_route_has_a_policy() -> None:
     missing = sorted(set(_mounted()) - set(POLICY_BY_ROUTE) - FRAMEWORK_ROUTES)
-    assert missing == [], f"routes without an entry in app/core/policy.py: {missing}"
+    assert missing == [], f"routes without an entry in app/contracts/policy.py: {missing}"
 
 
 def test_every_policy_is_mounted() -> None:
@@ -36,14 +38,35 @@ def test_every_policy_is_mounted() -> None:
     assert orphans == [], f"policies for routes that do not exist: {orphans}"
 
 
-def test_handlers_carry_their_policy_and_admin_guard() -> None:
+def test_handlers_carry_their_policy() -> None:
     for key, handler in _mounted().items():
         if key in FRAMEWORK_ROUTES or key in _PLUGIN_HANDLERS:
             continue
-        endpoint = POLICY_BY_ROUTE[key]
-        assert handler.opt.get("policy") is endpoint, key  # type: ignore[attr-defined]
-        guards = handler.guards or []  # type: ignore[attr-defined]
-        assert (require_admin in guards) == endpoint.admin, key
+        assert handler.opt.get("policy") is POLICY_BY_ROUTE[key], key  # type: ignore[attr-defined]
+
+
+class _Connection:
+    def __init__(self, authorization: str | None) -> None:
+        self.headers = {} if authorization is None else {"authorization": authorization}
+
+
+class _Handler:
+    def __init__(self, key: tuple[str, str]) -> None:
+        self.opt = {"policy": POLICY_BY_ROUTE[key]}
+
+
+@pytest.mark.parametrize("key", sorted(POLICY_BY_ROUTE))
+async def test_the_admin_guard_asks_exactly_the_admin_routes_for_the_token(key: tuple[str, str]) -> None:
+    guard = admin_guard("the-token")
+    admin = POLICY_BY_ROUTE[key].admin
+    for authorization, status in ((None, 401), ("Bearer wrong", 403), ("Basic the-token", 401)):
+        if admin:
+            with pytest.raises(Problem) as refused:
+                await guard(_Connection(authorization), _Handler(key))  # type: ignore[arg-type]
+            assert refused.value.status_code == status
+        else:
+            await guard(_Connection(authorization), _Handler(key))  # type: ignore[arg-type]
+    await guard(_Connection("Bearer the-token"), _Handler(key))  # type: ignore[arg-type]
 
 
 def test_every_write_needs_the_admin_token_and_is_never_cached() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.core.migrate import discover
+from app.core.migrate import create_database, discover
 from app.core.sql import contexts, parse_queries, queries
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -79,3 +79,12 @@ def test_migrations_are_numbered_in_order() -> None:
     versions = [m.version for m in discover()]
     assert versions == sorted(versions)
     assert versions[0] == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "template"), [("bad; DROP DATABASE catalog", None), ("Catalog", None), ("", None), ("ok", "bad-name")]
+)
+async def test_create_database_takes_only_plain_identifiers(name: str, template: str | None) -> None:
+    # Rejected before connecting: the DSN points nowhere.
+    with pytest.raises(ValueError, match="invalid database name"):
+        await create_database("postgresql://nobody@127.0.0.1:1/postgres", name, template=template)

@@ -13,7 +13,7 @@ from app.fastpath.display_cache import CacheState
 from app.fastpath.lists import ListReads
 from app.fastpath.replica_router import Route
 
-POOL = cast(ReadPool, object())
+POOL = cast("ReadPool", object())
 
 
 class MemoryListStore:
@@ -48,7 +48,7 @@ class ScriptedRouter:
 
     async def run(self, endpoint: str, work: Callable[[ReadPool], Awaitable[Any]], *, min_lsn: int = 0) -> Any:
         self.asked.append(min_lsn)
-        return await work(cast(ReadPool, _Rows(self.rows))), self.route
+        return await work(cast("ReadPool", _Rows(self.rows))), self.route
 
 
 class _Rows:

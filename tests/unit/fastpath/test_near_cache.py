@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import time
 
-from app.fastpath.near_cache import NearCache
 from app.contracts.events import encode_announcements
+from app.fastpath.near_cache import NearCache
 
 
 def test_hit_and_ttl() -> None:

@@ -10,14 +10,14 @@ import pytest
 from app.core.db import ReadPool
 from app.fastpath.replica_router import ReadRouter, Replica, Route
 
-PRIMARY = cast(ReadPool, object())
+PRIMARY = cast("ReadPool", object())
 
 
 def _replica(name: str, *, lag_s: float = 0.0, replay_lsn: int = 100, up: bool = True) -> Replica:
     return Replica(
         name=name,
         dsn=f"postgresql://{name}",
-        pool=cast(ReadPool, object()),
+        pool=cast("ReadPool", object()),
         up=up,
         replay_lsn=replay_lsn,
         lag_s=lag_s,

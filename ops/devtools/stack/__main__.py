@@ -9,7 +9,7 @@ from pathlib import Path
 
 import msgspec
 
-from app.devstack.stack import PROJECT_DIR, Stack, StackError
+from devtools.stack import PROJECT_DIR, Stack, StackError
 
 _PORT_ENV = {
     "primary_port": "CATALOG_DEV_PRIMARY_PORT",

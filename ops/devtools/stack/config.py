@@ -1,0 +1,127 @@
+"""What a stack is: its ports, secrets and directories (persisted as ``.run/stack.json``), and the
+environments it hands out: ``.run/stack.env`` for tools and one per app instance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from pathlib import Path
+
+import msgspec
+
+# This file is ops/devtools/stack/config.py: three levels up is the repository root.
+PROJECT_DIR = Path(__file__).resolve().parents[3]
+APP_ROLE = "catalog_app"
+DB_NAME = "catalog"
+
+
+class StackError(RuntimeError):
+    """Something the user has to fix (a missing binary, a port in use); the message says what."""
+
+
+class StackConfig(msgspec.Struct, kw_only=True):
+    run_dir: str
+    base_dir: str
+    primary_port: int = 55432
+    replica_port: int = 55433
+    redis_port: int = 56379
+    app_ports: list[int] = msgspec.field(default_factory=lambda: [8001, 8002])
+    nginx_port: int = 8080
+    admin_token: str = ""
+    ryw_secret: str = ""
+    products: int = 10_000
+    categories: int = 16
+    max_body_bytes: int = 65_536
+    proxy_read_timeout: str = "15s"
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        apps = tuple(f"app-{i + 1}" for i in range(len(self.app_ports)))
+        return ("primary", "replica", "redis", *apps, "nginx")
+
+    def port_of(self, service: str) -> int:
+        if service.startswith("app-"):
+            return self.app_ports[int(service.removeprefix("app-")) - 1]
+        ports = {
+            "primary": self.primary_port,
+            "replica": self.replica_port,
+            "redis": self.redis_port,
+            "nginx": self.nginx_port,
+        }
+        return ports[service]
+
+    def superuser_dsn(self, port: int, db: str = DB_NAME) -> str:
+        return f"postgresql://postgres@127.0.0.1:{port}/{db}"
+
+    def app_dsn(self, port: int, db: str = DB_NAME) -> str:
+        return f"postgresql://{APP_ROLE}@127.0.0.1:{port}/{db}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.nginx_port}"
+
+    @property
+    def app_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{p}" for p in self.app_ports]
+
+    def stack_env(self) -> dict[str, str]:
+        """The public contract of ``.run/stack.env`` (DESIGN.md §4)."""
+        return {
+            "CATALOG_URL": self.url,
+            "CATALOG_APP_URLS": ",".join(self.app_urls),
+            "CATALOG_PRIMARY_DSN": self.superuser_dsn(self.primary_port),
+            "CATALOG_REPLICA_DSNS": self.superuser_dsn(self.replica_port),
+            "CATALOG_REDIS_URL": self.redis_url,
+            "CATALOG_ADMIN_TOKEN": self.admin_token,
+        }
+
+    def app_env(self, index: int) -> dict[str, str]:
+        """Environment of app instance ``index`` (0-based): least-privilege role, dev-stack flags."""
+        return {
+            "CATALOG_ENV": "development",
+            "CATALOG_INSTANCE_NAME": f"app-{index + 1}",
+            "CATALOG_PRIMARY_DSN": self.app_dsn(self.primary_port),
+            "CATALOG_REPLICA_DSNS": self.app_dsn(self.replica_port),
+            "CATALOG_REDIS_URL": self.redis_url,
+            "CATALOG_ADMIN_TOKEN": self.admin_token,
+            "CATALOG_RYW_SECRET": self.ryw_secret,
+            "CATALOG_COOKIE_SECURE": "false",  # plain http on loopback
+            "CATALOG_DEBUG_HEADERS": "true",
+            "CATALOG_MAX_BODY_BYTES": str(self.max_body_bytes),
+            "CATALOG_LOG_FORMAT": "json",
+        }
+
+
+def default_base_dir(run_dir: Path) -> Path:
+    digest = hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:10]  # noqa: S324  (a name, not security)
+    return Path("/tmp") / f"catalog-{os.getuid()}-{digest}"  # noqa: S108  (world-traversable on purpose)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int, timeout: float = 0.2) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def ensure_port_free(config: StackConfig, service: str) -> None:
+    """Refuse to start ``service`` on a port another program holds, naming the variable that moves it."""
+    port = config.port_of(service)
+    if port_open(port):
+        raise StackError(
+            f"port {port} (for {service}) is in use by another program; "
+            f"set CATALOG_DEV_{service.upper().replace('-', '_')}_PORT or stop it"
+        )

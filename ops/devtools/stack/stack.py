@@ -1,0 +1,178 @@
+"""The local stack: Postgres primary + streaming replica, Redis, N app instances and nginx.
+
+Used by ``ops/dev`` and by the test suite (on free ports, in a temporary directory), so the
+stack the tests exercise is the stack developers run. Everything runs from system binaries
+under one run directory. ``Stack`` decides what runs in which order; each service's module
+knows how to start and stop it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+from devtools.stack.apps import Apps
+from devtools.stack.config import StackConfig, StackError, default_base_dir, port_open
+from devtools.stack.database import prepare_database
+from devtools.stack.layout import POSTGRES_SERVICES, Layout
+from devtools.stack.nginx import Nginx
+from devtools.stack.postgres import Postgres
+from devtools.stack.redis import Redis
+from devtools.stack.system import Host, check_binaries
+
+
+@dataclass
+class Stack:
+    """Brings services up and down; every method is idempotent."""
+
+    config: StackConfig
+    python: str = sys.executable
+    quiet: bool = False
+    host: Host = field(init=False, repr=False)
+    layout: Layout = field(init=False, repr=False)
+    postgres: Postgres = field(init=False, repr=False)
+    redis: Redis = field(init=False, repr=False)
+    apps: Apps = field(init=False, repr=False)
+    nginx: Nginx = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.host = Host(quiet=self.quiet)
+        self.layout = Layout(Path(self.config.run_dir), Path(self.config.base_dir))
+        parts = (self.config, self.layout, self.host)
+        self.postgres = Postgres(*parts)
+        self.redis = Redis(*parts)
+        self.apps = Apps(*parts, python=self.python)
+        self.nginx = Nginx(*parts)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.layout.run_dir
+
+    @property
+    def base_dir(self) -> Path:
+        return self.layout.base_dir
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.layout.logs_dir
+
+    # ---------------------------------------------------------------- config persistence
+
+    @classmethod
+    def load_or_create(cls, run_dir: Path, **overrides: object) -> Stack:
+        """The stack described by ``run_dir/stack.json``, created with fresh secrets if missing."""
+        path = run_dir / "stack.json"
+        if path.exists():
+            config = msgspec.json.decode(path.read_bytes(), type=StackConfig)
+        else:
+            config = msgspec.convert(
+                {
+                    "run_dir": str(run_dir.resolve()),
+                    "base_dir": str(default_base_dir(run_dir)),
+                    "admin_token": secrets.token_urlsafe(24),
+                    "ryw_secret": secrets.token_urlsafe(32),
+                    **overrides,
+                },
+                StackConfig,
+            )
+        return cls(config)
+
+    def save(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.run_dir / "stack.json.tmp"
+        tmp.write_bytes(msgspec.json.format(msgspec.json.encode(self.config)))
+        tmp.replace(self.run_dir / "stack.json")
+        env = "".join(f"{k}={v}\n" for k, v in self.config.stack_env().items())
+        (self.run_dir / "stack.env").write_text(env, encoding="utf-8")
+
+    # ---------------------------------------------------------------- public operations
+
+    def running(self, service: str) -> bool:
+        return self.layout.running(service)
+
+    def _announce(self, service: str) -> None:
+        self.host.say(f"{service}: running" if self.running(service) else f"{service}: starting")
+
+    def up(self, services: tuple[str, ...] | None = None) -> None:
+        """Start everything that is not running; initialise what does not exist yet."""
+        wanted = services or self.config.services
+        check_binaries()
+        self.layout.prepare(is_root=self.host.is_root)
+        self.save()
+        # Order matters: the replica is copied from the running primary, the apps need the databases and
+        # Redis, and nginx comes last so it never fronts instances that are not up yet.
+        if "primary" in wanted:
+            self.postgres.init_primary()
+            self._announce("primary")
+            self.postgres.start("primary")
+            asyncio.run(prepare_database(self.config, self.host))
+        if "replica" in wanted:
+            self.postgres.init_replica()
+            self._announce("replica")
+            self.postgres.start("replica")
+        if "redis" in wanted:
+            self._announce("redis")
+            self.redis.start()
+        for service in wanted:
+            if service.startswith("app-"):
+                self._announce(service)
+                self.apps.start(service)
+        if "nginx" in wanted:
+            self._announce("nginx")
+            self.nginx.start()
+
+    def start(self, service: str) -> None:
+        self._validate(service)
+        self.layout.prepare(is_root=self.host.is_root)
+        if service in POSTGRES_SERVICES:
+            self.postgres.start(service)
+        elif service == "redis":
+            self.redis.start()
+        elif service == "nginx":
+            self.nginx.start()
+        else:
+            self.apps.start(service)
+
+    def stop(self, service: str) -> None:
+        self._validate(service)
+        if service in POSTGRES_SERVICES:
+            self.postgres.stop(service)
+        elif service == "redis":
+            self.redis.stop()
+        elif service == "nginx":
+            self.nginx.stop()
+        else:
+            self.apps.stop(service)
+
+    def down(self) -> None:
+        """Stop every service, front to back."""
+        for service in reversed(self.config.services):
+            self.stop(service)
+
+    def destroy(self) -> None:
+        """Stop everything and delete all data."""
+        self.down()
+        self.layout.remove()
+
+    def status(self) -> list[dict[str, object]]:
+        rows: list[dict[str, object]] = []
+        for service in self.config.services:
+            pid = self.layout.pid(service)
+            port = self.config.port_of(service)
+            rows.append(
+                {"service": service, "running": pid is not None, "pid": pid, "port": port, "listening": port_open(port)}
+            )
+        return rows
+
+    def _validate(self, service: str) -> None:
+        if service not in self.config.services:
+            raise StackError(f"unknown service {service!r}; choose from {', '.join(self.config.services)}")
+
+    def iter_logs(self) -> Iterator[Path]:
+        yield from sorted(self.logs_dir.glob("*.log"))
