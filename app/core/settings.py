@@ -98,6 +98,15 @@ class RelaySettings(_Group, frozen=True, kw_only=True):
     retention_s: int = 86_400
 
 
+# Variables that were renamed when settings were grouped: naming the old one is an error, not a no-op.
+RENAMED = {
+    "CATALOG_MAX_REPLICA_LAG_MS": "CATALOG_REPLICA_MAX_LAG_MS",
+    "CATALOG_COOKIE_SECURE": "CATALOG_RYW_COOKIE_SECURE",
+    "CATALOG_OUTBOX_RETENTION_S": "CATALOG_RELAY_RETENTION_S",
+    "CATALOG_FENCE_TTL_S": "CATALOG_CACHE_FENCE_TTL_S",
+    "CATALOG_LIST_GENERATION_INTERVAL_S": "CATALOG_CACHE_LIST_GENERATION_INTERVAL_S",
+}
+
 # Group attribute → the part of the variable name between CATALOG_ and the field name.
 GROUPS: dict[str, tuple[type[_Group], str]] = {
     "db": (DatabaseSettings, ""),
@@ -187,6 +196,9 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
     (``relay_enabled=False``, ``primary_dsn=...``), and win over the environment.
     """
     environ = os.environ if environ is None else environ
+    renamed = sorted(f"{old} is now {new}" for old, new in RENAMED.items() if old in environ)
+    if renamed:
+        raise SettingsError("renamed setting(s): " + "; ".join(renamed))
     known = variables()
     values: dict[str, Any] = {}
     for variable, (group, name, field_type) in known.items():

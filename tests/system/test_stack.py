@@ -98,7 +98,7 @@ def _outbox_status(stack: Stack) -> dict[str, object]:
         [
             sys.executable,
             "-m",
-            "app.outbox.ops",
+            "app.admin_cli.outbox",
             "--dsn",
             stack.config.superuser_dsn(stack.config.primary_port),
             "status",

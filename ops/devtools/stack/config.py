@@ -91,7 +91,7 @@ class StackConfig(msgspec.Struct, kw_only=True):
             "CATALOG_REDIS_URL": self.redis_url,
             "CATALOG_ADMIN_TOKEN": self.admin_token,
             "CATALOG_RYW_SECRET": self.ryw_secret,
-            "CATALOG_COOKIE_SECURE": "false",  # plain http on loopback
+            "CATALOG_RYW_COOKIE_SECURE": "false",  # plain http on loopback
             "CATALOG_DEBUG_HEADERS": "true",
             "CATALOG_MAX_BODY_BYTES": str(self.max_body_bytes),
             "CATALOG_LOG_FORMAT": "json",

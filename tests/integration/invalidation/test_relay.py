@@ -242,13 +242,23 @@ async def test_fence_refuses_fills_older_than_the_applied_event(redis_client: ai
     from app.invalidation.plan import InvalidationPlan, apply_plan
 
     scripts = CacheScripts(redis_client)
-    await apply_plan(redis_client, scripts, InvalidationPlan.of([{"id": 9, "version": 5}]), 60_000)
+    await apply_plan(
+        redis_client,
+        scripts,
+        InvalidationPlan.of([{"id": 9, "version": 5, "category_id": 1, "old_category_id": 1}]),
+        60_000,
+    )
     assert await scripts.fill_if_newer(9, 4, b'{"v":4}', 60_000) is False
     assert await redis_client.get(product_key(9)) is None
     assert await scripts.fill_if_newer(9, 5, b'{"v":5}', 60_000) is True
     assert await scripts.fill_if_newer(9, 4, b'{"v":4}', 60_000) is False, "never replace a newer entry"
     assert await redis_client.get(product_key(9)) == b'5|{"v":5}'
-    await apply_plan(redis_client, scripts, InvalidationPlan.of([{"id": 9, "version": 6}]), 60_000)
+    await apply_plan(
+        redis_client,
+        scripts,
+        InvalidationPlan.of([{"id": 9, "version": 6, "category_id": 1, "old_category_id": 1}]),
+        60_000,
+    )
     assert await redis_client.get(product_key(9)) is None
     assert await scripts.fill_if_newer(9, 5, b'{"v":5}', 60_000) is False
     assert await scripts.fill_if_newer(9, 6, b'{"v":6}', 60_000) is True

@@ -50,6 +50,7 @@ def test_every_variable_name_is_unique_and_prefixed() -> None:
         ({"CATALOG_POOL_MIN_SIZE": "9", "CATALOG_POOL_MAX_SIZE": "2"}, "CATALOG_POOL_MIN_SIZE"),
         ({"CATALOG_RYW_TTL_S": "1", "CATALOG_REPLICA_MAX_LAG_MS": "5000"}, "CATALOG_RYW_TTL_S"),
         ({"CATALOG_ENV": "production"}, "CATALOG_ADMIN_TOKEN"),
+        ({"CATALOG_COOKIE_SECURE": "false"}, "CATALOG_RYW_COOKIE_SECURE"),
     ],
 )
 def test_bad_values_fail_with_the_variable_named(env: dict[str, str], names: str) -> None:
