@@ -55,55 +55,55 @@ class WalHistory:
         return now - self._samples[index - 1][0]
 
 
+class _Probe:
+    """The monitor's own connection to one server, reopened after any failure."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._conn: asyncpg.Connection[asyncpg.Record] | None = None
+
+    async def sample(self, query: str) -> tuple[bool, str | None]:
+        """``(reachable, value)`` of a one-value query; unreachable drops the connection."""
+        try:
+            if self._conn is None or self._conn.is_closed():
+                self._conn = await asyncpg.connect(
+                    self.dsn, timeout=_POLL_TIMEOUT_S * 2, server_settings={"application_name": "catalog.monitor"}
+                )
+            return True, await self._conn.fetchval(query, timeout=_POLL_TIMEOUT_S)
+        except _POLL_ERRORS:
+            self.close()
+            return False, None
+
+    def close(self) -> None:
+        if self._conn is not None and not self._conn.is_closed():
+            self._conn.terminate()
+        self._conn = None
+
+
 class ReplicaMonitor:
     """Samples primary WAL position and replica replay positions; keeps the router's view fresh."""
 
     def __init__(self, router: ReadRouter, primary_dsn: str, interval_s: float = 0.1) -> None:
         self.router = router
-        self.primary_dsn = primary_dsn
         self.interval_s = interval_s
         self.history = WalHistory(interval_s)
-        self._primary: asyncpg.Connection[asyncpg.Record] | None = None
+        self._primary = _Probe(primary_dsn)
+        self._replicas = {replica.name: _Probe(replica.dsn) for replica in router.replicas}
         self._last_primary_sample = 0.0
 
-    async def _connect(self, dsn: str) -> asyncpg.Connection[asyncpg.Record]:
-        conn: asyncpg.Connection[asyncpg.Record] = await asyncpg.connect(
-            dsn, timeout=_POLL_TIMEOUT_S * 2, server_settings={"application_name": "catalog.monitor"}
-        )
-        return conn
-
     async def _primary_lsn(self) -> int | None:
-        try:
-            if self._primary is None or self._primary.is_closed():
-                self._primary = await self._connect(self.primary_dsn)
-            value = await self._primary.fetchval(Q["primary_lsn"], timeout=_POLL_TIMEOUT_S)
-        except _POLL_ERRORS:
-            await self._drop(self._primary)
-            self._primary = None
-            return None
-        return lsn_to_int(value)
+        reachable, value = await self._primary.sample(Q["primary_lsn"])
+        return lsn_to_int(value) if reachable and value is not None else None
 
     async def _poll_replica(self, replica: Replica) -> None:
-        try:
-            if replica.conn is None or replica.conn.is_closed():
-                replica.conn = await self._connect(replica.dsn)
-            value = await replica.conn.fetchval(Q["replica_replay_lsn"], timeout=_POLL_TIMEOUT_S)
-        except _POLL_ERRORS:
-            await self._drop(replica.conn)
-            replica.conn = None
-            replica.up = False
-            return
-        if value is None:  # not in recovery: a promoted or misconfigured "replica"
+        reachable, value = await self._replicas[replica.name].sample(Q["replica_replay_lsn"])
+        # Not in recovery (value None): a promoted or misconfigured "replica" serves no display reads.
+        if not reachable or value is None:
             replica.up = False
             return
         replica.replay_lsn = lsn_to_int(value)
         replica.up = True
         replica.last_ok = time.monotonic()
-
-    @staticmethod
-    async def _drop(conn: asyncpg.Connection[asyncpg.Record] | None) -> None:
-        if conn is not None and not conn.is_closed():
-            conn.terminate()
 
     async def poll_once(self) -> None:
         primary_lsn, _ = await asyncio.gather(
@@ -125,12 +125,15 @@ class ReplicaMonitor:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until stopped; a failing poll only marks things down, it never ends the loop."""
-        while not stop.is_set():
-            started = time.monotonic()
-            try:
-                await self.poll_once()
-            except Exception:
-                log.exception("reads.monitor_failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), max(0.0, self.interval_s - (time.monotonic() - started)))
-        await self._drop(self._primary)
+        try:
+            while not stop.is_set():
+                started = time.monotonic()
+                try:
+                    await self.poll_once()
+                except Exception:
+                    log.exception("reads.monitor_failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), max(0.0, self.interval_s - (time.monotonic() - started)))
+        finally:
+            for probe in (self._primary, *self._replicas.values()):
+                probe.close()

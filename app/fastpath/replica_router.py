@@ -11,7 +11,6 @@ once on the primary (a ``ReadPool``: read-only sessions), and that replica sits 
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -45,7 +44,6 @@ class Replica:
     lag_s: float = float("inf")
     last_ok: float = 0.0  # monotonic time of the last successful poll
     skip_until: float = 0.0  # after a failed read: sit out until then
-    conn: asyncpg.Connection[asyncpg.Record] | None = None
 
     def healthy(self, now: float) -> bool:
         return self.up and now - self.last_ok < STALE_POLL_S and now >= self.skip_until
@@ -135,8 +133,5 @@ class ReadRouter:
 
     async def close(self) -> None:
         for replica in self.replicas:
-            if replica.conn is not None:
-                with contextlib.suppress(Exception):
-                    await replica.conn.close(timeout=1)
             await replica.pool.close()
         await self.primary.close()

@@ -1,4 +1,4 @@
-"""``ops/bench``: the performance targets of DESIGN.md §5, measured on this machine in one run.
+"""``ops/bench``: the performance targets (README.md, "Try it"), measured on this machine in one run.
 
     ops/bench            # everything (about 6 minutes)
     ops/bench http       # cached GET vs /healthz, vs Litestar's response cache, vs primary-only

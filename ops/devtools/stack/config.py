@@ -71,7 +71,7 @@ class StackConfig(msgspec.Struct, kw_only=True):
         return [f"http://127.0.0.1:{p}" for p in self.app_ports]
 
     def stack_env(self) -> dict[str, str]:
-        """The public contract of ``.run/stack.env`` (DESIGN.md §4)."""
+        """The public contract of ``.run/stack.env`` (README.md, "Fresh machine")."""
         return {
             "CATALOG_URL": self.url,
             "CATALOG_APP_URLS": ",".join(self.app_urls),

@@ -1,8 +1,9 @@
 """Where a stack keeps its files.
 
 Data, logs, pid files and sockets live under ``base_dir``, which must be traversable by every
-user because Postgres runs as ``postgres`` when we are root (DESIGN.md §6); ``run_dir`` (``.run/``
-in a checkout) holds the config and links to the logs and data.
+user: when we are root Postgres runs as ``postgres``, which must traverse every parent of its
+data directory. ``run_dir`` (``.run/`` in a checkout) holds the config and links to the logs
+and data.
 """
 
 from __future__ import annotations
