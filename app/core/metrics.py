@@ -35,6 +35,10 @@ OUTBOX_OLDEST_AGE = Gauge(
 )
 OUTBOX_PROCESSED = Counter("catalog_outbox_events_processed_total", "Outbox events applied to Redis.", ["event_type"])
 OUTBOX_FAILED = Counter("catalog_outbox_events_failed_total", "Outbox event attempts that failed.", ["event_type"])
+OUTBOX_UNPARSED = Counter(
+    "catalog_outbox_events_unparsed_total",
+    "Outbox payloads outside the event contract (marked processed with nothing to apply).",
+)
 OUTBOX_BATCH_SIZE = Histogram(
     "catalog_outbox_batch_size",
     "Events per claimed batch.",

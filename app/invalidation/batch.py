@@ -14,16 +14,24 @@ import time
 from dataclasses import dataclass, field
 
 import asyncpg
+import structlog
 from redis.exceptions import RedisError
 
 from app.contracts.cache_scripts import CacheScripts
 from app.contracts.events import encode_announcements
 from app.core.db import lsn_to_int
-from app.core.metrics import INVALIDATION_LATENCY, OUTBOX_BATCH_SIZE, OUTBOX_FAILED, OUTBOX_PROCESSED
+from app.core.metrics import (
+    INVALIDATION_LATENCY,
+    OUTBOX_BATCH_SIZE,
+    OUTBOX_FAILED,
+    OUTBOX_PROCESSED,
+    OUTBOX_UNPARSED,
+)
 from app.core.sql import queries
 from app.invalidation.plan import InvalidationPlan, apply_plan
 
 Q = queries("outbox")
+log = structlog.get_logger("catalog.relay")
 REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 
 
@@ -60,6 +68,10 @@ async def process_batch(
             return BatchOutcome(0, 0)
         ids = [row["id"] for row in rows]
         plan = InvalidationPlan.of(row["payload"] for row in rows)
+        if plan.unparsed:
+            # A writer outside the contract: nothing to invalidate for it, so say so loudly.
+            OUTBOX_UNPARSED.inc(plan.unparsed)
+            log.error("relay.unparsed_events", events=plan.unparsed, first_id=ids[0], last_id=ids[-1])
         # Every claimed event has committed, so this is at or past each of their commit records.
         lsn = lsn_to_int(await conn.fetchval(Q["wal_insert_lsn"]))
         try:

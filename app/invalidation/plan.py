@@ -31,11 +31,13 @@ class InvalidationPlan:
     versions: dict[int, int] = field(default_factory=dict)
     categories: set[int] = field(default_factory=set)
     lists: bool = False
+    unparsed: int = 0  # payloads outside the event contract: nothing to apply, but worth a look
 
     def add(self, payload: object) -> bool:
         """Fold one outbox payload in; False when it is not an event of the contract (nothing to do)."""
         event = parse_event(payload)
         if event is None:
+            self.unparsed += 1
             return False
         self.versions[event.id] = max(event.version, self.versions.get(event.id, 0))
         self.categories.update((event.category_id, event.old_category_id))

@@ -241,7 +241,7 @@ async def test_race_2_lagging_replica_read_after_invalidation_is_not_cached(
 # ----------------------------------------------------------------------------- faults: Redis
 
 
-async def test_redis_unreachable_or_paused_reads_stay_fast_and_nothing_stale_remains(
+async def test_redis_unreachable_reads_go_around_it_and_nothing_stale_remains(
     db: ScratchDatabase,
     stack,
     admin_headers: dict[str, str],
@@ -258,17 +258,16 @@ async def test_redis_unreachable_or_paused_reads_stay_fast_and_nothing_stale_rem
 
             await proxy.cut()  # Redis unreachable
             assert (await client.get("/products/50")).headers["x-cache"] == "hit", "the near cache still serves"
-            timings = []
             for pid in range(60, 70):  # not in the near cache: Redis would be asked
-                started = time.perf_counter()
                 response = await client.get(f"/products/{pid}")
-                timings.append(time.perf_counter() - started)
                 assert response.status_code == 200
                 assert response.headers["x-cache"] == "bypass"
+                assert response.json()["id"] == pid
             for path in ("/search/products?q=lamp", "/categories/1/products", "/products/top-selling"):
-                assert (await client.get(path)).status_code == 200
-            assert max(timings) < 0.25, timings
-            assert sorted(timings)[len(timings) // 2] < 0.05, "after the first failure the breaker skips Redis"
+                response = await client.get(path)
+                assert response.status_code == 200
+                assert response.json()["items"], path
+            # (How long a read may take while Redis misbehaves: the paused-Redis test below.)
             # Writes while Redis is away: committed, invalidation waits in the outbox.
             for pid in range(50, 55):
                 patched = await client.patch(f"/products/{pid}", json={"price_cents": 5050}, headers=admin_headers)
@@ -283,6 +282,7 @@ async def test_redis_unreachable_or_paused_reads_stay_fast_and_nothing_stale_rem
                     await conn.close()
 
             await _until(drained, within_s=10)
+            await wait_for_replica(db.stack)  # a miss reads the replica: it must have the writes
             await asyncio.sleep(1.1)  # breaker cooldown: the cache is used again
             for pid in range(50, 60):
                 response = await client.get(f"/products/{pid}")
@@ -293,10 +293,17 @@ async def test_redis_unreachable_or_paused_reads_stay_fast_and_nothing_stale_rem
         await proxy.close()
 
 
-async def test_redis_client_pause_does_not_slow_reads_much(db: ScratchDatabase, redis_client: aioredis.Redis) -> None:
-    async with running_app(_relay_settings(db)) as (_app, client):
+async def test_paused_redis_costs_one_timeout_then_the_breaker_skips_it(
+    db: ScratchDatabase, redis_client: aioredis.Redis
+) -> None:
+    # Timeouts scaled up from the defaults and a breaker that stays open for the whole test, so
+    # each mechanism's effect is far larger than any scheduling noise.
+    settings = _relay_settings(db, redis_socket_timeout_ms=250, redis_breaker_cooldown_s=60)
+    ceiling_s = 2 * settings.redis.socket_timeout_ms / 1000  # the display cache's limit per Redis call
+    pause_s = 4.0  # 8x the ceiling; under the test client's 5 s timeout (UNPAUSE may wait for the pause)
+    async with running_app(settings) as (_app, client):
         await client.get("/products/70")
-        await redis_client.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+        await redis_client.execute_command("CLIENT", "PAUSE", str(int(pause_s * 1000)), "ALL")
         try:
             timings = []
             for pid in (70, 71, 72, 73, 74):
@@ -305,8 +312,12 @@ async def test_redis_client_pause_does_not_slow_reads_much(db: ScratchDatabase, 
                 timings.append(time.perf_counter() - started)
         finally:
             await redis_client.execute_command("CLIENT", "UNPAUSE")
-        assert max(timings) < 0.25, timings
-        assert sum(timings) < 0.4, timings
+    print(f"\nreads while Redis is paused: {[round(t * 1000) for t in timings]} ms")
+    # No read waits for the pause to end: the one that meets the paused Redis gives up at the ceiling.
+    assert max(timings) < pause_s / 2, timings
+    # After that failure the breaker skips Redis: the other reads together take less than one
+    # timed-out call (without the breaker each of them would pay at least one).
+    assert sum(timings) - max(timings) < ceiling_s, timings
 
 
 # ------------------------------------------------------------------------ faults: replicas
@@ -315,19 +326,30 @@ async def test_redis_client_pause_does_not_slow_reads_much(db: ScratchDatabase, 
 async def test_lagging_replica_leaves_rotation_and_returns(db: ScratchDatabase, admin_headers: dict[str, str]) -> None:
     settings = db.settings(replica_max_lag_ms=300, relay_enabled=True)
     async with running_app(settings) as (app, client):
+        router = runtime_of(app).router
+        [replica] = router.replicas
+
+        async def past_the_bound() -> bool:  # as the app's replica monitor last saw it
+            return replica.healthy(time.monotonic()) and replica.lag_s > router.max_lag_s
+
+        async def within_the_bound() -> bool:
+            return replica.healthy(time.monotonic()) and replica.lag_s <= router.max_lag_s
+
         assert (await client.get("/products/80")).headers["x-read-source"] == "replica"
         before = _metric(app, "catalog_read_source_total", route="product.get", source="primary", reason="lag")
         async with replay_paused(db.stack):
-            await client.patch("/products/99", json={"name": "moves the primary on"}, headers=admin_headers)
+            written = await client.patch("/products/99", json={"name": "moves the primary on"}, headers=admin_headers)
+            assert written.status_code == 200
             client.cookies.clear()
-            await asyncio.sleep(0.6)  # past the 300 ms bound
+            await _until(past_the_bound, within_s=10)  # 300 ms of lag, as sampled by the monitor
             response = await client.get("/products/81")
+            assert response.status_code == 200
             assert response.headers["x-read-source"] == "primary"
             assert (await client.get("/readyz")).json()["replicas"]["replica-1"]["replay_paused"] is True
         after = _metric(app, "catalog_read_source_total", route="product.get", source="primary", reason="lag")
         assert after == before + 1
         await wait_for_replica(db.stack)
-        await asyncio.sleep(0.25)
+        await _until(within_the_bound, within_s=10)
         assert (await client.get("/products/82")).headers["x-read-source"] == "replica"
 
 
@@ -475,21 +497,45 @@ async def test_top_selling_comes_from_order_lines(client: httpx.AsyncClient, pri
 async def test_recommendations_co_purchased_then_degrade_to_empty(
     db: ScratchDatabase, client: httpx.AsyncClient, primary: asyncpg.Connection
 ) -> None:
+    # A product nobody has bought yet, then bought together with three products of other
+    # categories 3, 2 and 1 times: the ranking is known exactly, whatever the seeded orders are.
+    # By count it is the reverse of id order, so a ranking by id alone cannot pass.
     product = await primary.fetchval(
-        "SELECT product_id FROM order_lines GROUP BY product_id ORDER BY count(*) DESC LIMIT 1"
+        "INSERT INTO products (sku, name, category_id, price_cents) VALUES ('RECO-1', 'Anchor', 1, 100) RETURNING id"
     )
-    together = await primary.fetchval(
-        """SELECT other.product_id FROM order_lines mine JOIN order_lines other
-           ON other.order_id = mine.order_id AND other.product_id <> mine.product_id
-           WHERE mine.product_id = $1 GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1""",
+    partners = [
+        r["id"]
+        for r in await primary.fetch(
+            "SELECT id FROM products WHERE category_id <> 1 AND NOT archived ORDER BY id DESC LIMIT 3"
+        )
+    ]
+    for partner, times in zip(partners, (3, 2, 1), strict=True):
+        await primary.execute(
+            """WITH o AS (INSERT INTO orders (total_cents, currency)
+                          SELECT 200, 'USD' FROM generate_series(1, $3) RETURNING id)
+               INSERT INTO order_lines (order_id, line_no, product_id, quantity, price_cents)
+               SELECT o.id, l.line_no, l.product_id, 1, 100
+               FROM o, unnest(ARRAY[$1::bigint, $2::bigint]) WITH ORDINALITY AS l(product_id, line_no)""",
+            product,
+            partner,
+            times,
+        )
+    # Fewer co-purchases than asked for: topped up with the best seller of the product's category.
+    category_best = await primary.fetchval(
+        """SELECT p.id FROM products p
+           LEFT JOIN (SELECT product_id, sum(quantity) AS sold FROM order_lines GROUP BY 1) s ON s.product_id = p.id
+           WHERE p.category_id = 1 AND p.id <> $1 AND NOT p.archived
+           ORDER BY coalesce(s.sold, 0) DESC, p.id LIMIT 1""",
         product,
     )
-    body = (await client.get("/recommendations", params={"product_id": product, "limit": 4})).json()
-    ids = [p["id"] for p in body["items"]]
-    assert len(ids) == 4
-    assert product not in ids
-    if together is not None:
-        assert ids[0] == together
+    await wait_for_replica(db.stack)
+
+    response = await client.get("/recommendations", params={"product_id": product, "limit": 4})
+    assert response.status_code == 200
+    items = response.json()["items"]
+    assert [p["id"] for p in items] == [*partners, category_best]
+    assert items[-1]["category_id"] == 1
+
     unknown = await client.get("/recommendations", params={"product_id": 987654})
     assert unknown.status_code == 200
     assert unknown.json() == {"items": []}
@@ -536,7 +582,8 @@ async def test_anonymous_reads_never_touch_the_primary_with_a_healthy_replica(db
 async def test_near_caches_of_other_instances_hear_the_invalidation(
     db: ScratchDatabase, admin_headers: dict[str, str]
 ) -> None:
-    settings = _relay_settings(db)
+    # A near-cache TTL far beyond the test's length: only the announcement can drop the entry.
+    settings = _relay_settings(db, near_cache_ttl_s=60.0)
     async with running_app(settings) as (_app_a, writer), running_app(settings) as (app_b, reader):
         near_b = runtime_of(app_b).near_cache
         first = await reader.get("/products/61")
@@ -549,7 +596,7 @@ async def test_near_caches_of_other_instances_hear_the_invalidation(
             entry = near_b.get(61)
             return entry is None or entry.version >= version
 
-        await _until(dropped, within_s=0.5)  # well inside the near cache's 2 s TTL: the announcement did it
+        await _until(dropped, within_s=settings.near_cache.ttl_s / 10)  # 10x inside the TTL: the announcement
         await wait_for_replica(db.stack)
         again = await reader.get("/products/61")
         assert again.json()["name"] == "Renamed on A"

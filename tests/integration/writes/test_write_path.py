@@ -7,10 +7,14 @@ import json
 import asyncpg
 import httpx
 import pytest
+from litestar import Litestar
 
 from app.contracts.ryw import RywCookies, RywToken
 from app.core.settings import Settings
+from app.main import runtime_of
+from devtools.stack import APP_ROLE
 from tests.fixtures.database import ScratchDatabase
+from tests.fixtures.stack import replay_paused
 
 pytestmark = pytest.mark.integration
 
@@ -193,11 +197,43 @@ async def test_concurrent_inventory_deltas_are_atomic(
     assert await primary.fetchval("SELECT inventory FROM products WHERE id = 5") == 0
 
 
-async def test_writes_are_on_the_primary_with_the_app_role(db: ScratchDatabase, primary: asyncpg.Connection) -> None:
-    # The app connects as the least-privilege role: it cannot change the schema.
-    conn = await asyncpg.connect(db.settings().db.primary_dsn)
+async def test_writes_go_to_the_primary_never_the_replica_with_the_app_role(
+    db: ScratchDatabase,
+    app: Litestar,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    primary: asyncpg.Connection,
+) -> None:
+    runtime = runtime_of(app)
+    replica = await asyncpg.connect(db.replica_dsn)
     try:
+        before = await primary.fetchrow("SELECT name, version FROM products WHERE id = 6")
+        async with replay_paused(db.stack):
+            response = await client.patch("/products/6", json={"name": "Written on the primary"}, headers=admin_headers)
+            assert response.status_code == 200, response.text
+            assert response.json()["version"] == before["version"] + 1
+            # The committed row is on the primary at once; the replica, not replaying, does not have it.
+            on_primary = await primary.fetchrow("SELECT name, version FROM products WHERE id = 6")
+            assert tuple(on_primary) == ("Written on the primary", before["version"] + 1)
+            on_replica = await replica.fetchrow("SELECT name, version FROM products WHERE id = 6")
+            assert tuple(on_replica) == tuple(before)
+
+            # The display pools are read-only sessions, even the one that reaches the primary.
+            assert runtime.router.replicas, "the app has a replica pool"
+            read_pools = [("primary", runtime.router.primary)] + [(r.name, r.pool) for r in runtime.router.replicas]
+            for name, pool in read_pools:
+                in_recovery = await pool.fetchval("SELECT pg_is_in_recovery()")
+                assert in_recovery is (name != "primary"), name
+                assert await pool.fetchval("SHOW default_transaction_read_only") == "on", name
+                with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+                    await pool.execute("UPDATE products SET name = 'via a read pool' WHERE id = 6")
+            assert await primary.fetchval("SELECT name FROM products WHERE id = 6") == "Written on the primary"
+
+        # The write pool is a read-write session on the primary, as the least-privilege app role.
+        assert await runtime.write_pool.fetchval("SELECT pg_is_in_recovery()") is False
+        assert await runtime.write_pool.fetchval("SHOW transaction_read_only") == "off"
+        assert await runtime.write_pool.fetchval("SELECT current_user") == APP_ROLE
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
-            await conn.execute("DROP TABLE outbox")
+            await runtime.write_pool.execute("DROP TABLE outbox")
     finally:
-        await conn.close()
+        await replica.close()

@@ -28,6 +28,7 @@ def test_payloads_outside_the_contract_change_nothing() -> None:
     assert not plan.add({"note": "not an event"})
     assert not plan.add(None)
     assert (plan.versions, plan.categories, plan.lists) == ({}, set(), False)
+    assert plan.unparsed == 2, "counted, so the relay can say so"
 
 
 def test_applying_a_plan_twice_is_the_same_plan() -> None:
