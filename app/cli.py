@@ -91,10 +91,7 @@ def _relay(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         redis = create_redis(settings.redis, timeout_ms=settings.relay.redis_timeout_ms)
-        relay = OutboxRelay(
-            args.name, settings.db.primary_dsn, redis, settings.relay, settings.cache,
-            connect_timeout_s=settings.db.connect_timeout_s,
-        )  # fmt: skip
+        relay = OutboxRelay(args.name, settings.db.primary_dsn, redis, settings.relay, settings.cache, db=settings.db)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,8 +1,9 @@
 """Liveness and readiness.
 
-Readiness reports every dependency. Only the primary is required: without a replica reads go
-to the primary, and without Redis reads skip the cache, so those make the instance degraded,
-not unready.
+Readiness reports every dependency. An instance is unready only when it can serve nothing:
+without a replica reads go to the primary, without Redis reads skip the cache, and without the
+primary display reads come from the replicas while writes answer 503 (docs/faults.md). Each of
+those makes the instance ``degraded``, which a load balancer must not take out of rotation.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ class Check(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 class Readiness(msgspec.Struct, kw_only=True):
-    status: str
+    status: str  # ok | degraded (serving, something is down) | unavailable (cannot serve)
+    degraded: bool
     instance: str
     primary: Check
     replicas: dict[str, Check]
@@ -67,10 +69,17 @@ class HealthChecks:
         checks = await asyncio.gather(*(self._check_replica(pool, primary_lsn) for pool in self.replicas.values()))
         replicas = dict(zip(self.replicas, checks, strict=True))
         listener = self.listener()
-        degraded = not redis.ok or not all(c.ok for c in replicas.values()) or not listener["ok"]
-        status = "unavailable" if not primary.ok else "degraded" if degraded else "ok"
+        degraded = not primary.ok or not redis.ok or not all(c.ok for c in replicas.values()) or not listener["ok"]
+        serves_reads = primary.ok or any(c.ok for c in replicas.values())
+        status = "unavailable" if not serves_reads else "degraded" if degraded else "ok"
         return Readiness(
-            status=status, instance=self.instance, primary=primary, replicas=replicas, redis=redis, listener=listener
+            status=status,
+            degraded=degraded,
+            instance=self.instance,
+            primary=primary,
+            replicas=replicas,
+            redis=redis,
+            listener=listener,
         )
 
     async def _check_primary(self) -> tuple[Check, int | None]:
@@ -122,7 +131,7 @@ async def healthz(health: NamedDependency[HealthChecks]) -> dict[str, str]:
 @get(**policy("ops.readyz").handler_kwargs())
 async def readyz(health: NamedDependency[HealthChecks]) -> Response[Readiness]:
     body = await health.readiness()
-    return Response(body, status_code=503 if not body.primary.ok else 200)
+    return Response(body, status_code=503 if body.status == "unavailable" else 200)
 
 
 ROUTES = [healthz, readyz]

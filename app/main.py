@@ -171,11 +171,11 @@ async def _start(settings: Settings, stop: asyncio.Event) -> tuple[Runtime, list
     db = settings.db
     write_pool = await create_write_pool(db)
     replicas = [
-        Replica(name=f"replica-{i + 1}", dsn=dsn, pool=await create_read_pool(dsn, db))
+        Replica(name=f"replica-{i + 1}", dsn=dsn, pool=await create_read_pool(dsn, f"replica-{i + 1}", db))
         for i, dsn in enumerate(settings.replicas.dsns)
     ]
     router = ReadRouter(
-        primary=await create_read_pool(db.primary_dsn, db),
+        primary=await create_read_pool(db.primary_dsn, "primary", db),
         replicas=replicas,
         max_lag_s=settings.replicas.max_lag_ms / 1000,
         retry_after_s=settings.replicas.retry_after_s,
@@ -199,9 +199,10 @@ async def _start(settings: Settings, stop: asyncio.Event) -> tuple[Runtime, list
             create_redis(settings.redis, timeout_ms=settings.relay.redis_timeout_ms),
             settings.relay,
             settings.cache,
-            connect_timeout_s=db.connect_timeout_s,
+            db=db,
             on_invalidated=near.invalidate_many if near is not None else None,
-            on_connected=near.clear if near is not None else None,
+            on_connected=near.resume if near is not None else None,
+            on_disconnected=near.suspend if near is not None else None,
         )
         tasks.append(_side_task(relay.run(stop), "outbox-relay"))
     runtime = Runtime(

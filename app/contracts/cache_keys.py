@@ -11,6 +11,8 @@ Keys (Redis-Cluster-safe: a key without braces hashes whole, so ``product:42`` a
   the events committed. A list read from a replica that has not replayed that far may be served
   but is not cached, which closes the stale-refill race for lists too (docs/adr/0004).
 - ``<family>:g<counter>:<suffix>``  a cached list page under its generation.
+- ``cache:mark``           the highest primary position whose invalidations this Redis holds;
+  missing after Redis lost its keys, which is how the relay notices (docs/adr/0009).
 
 The fence closes the stale-refill races (docs/consistency.md, rule 4): a fill that read an old
 row, from a slow query or a lagging replica, is refused once the relay has announced a newer
@@ -19,6 +21,7 @@ version (docs/adr/0003).
 
 from __future__ import annotations
 
+CACHE_MARK = "cache:mark"
 GEN_SEARCH = "gen:search"
 GEN_TOP_SELLING = "gen:top-selling"
 
@@ -68,15 +71,37 @@ def lsn_hex(lsn: int) -> str:
     return f"{lsn:016X}"
 
 
-def parse_generation(raw: bytes | str | None) -> tuple[int, int]:
-    """``(counter, lsn)`` of a generation: the LSN a replica must have replayed for its lists to be cached.
+def parse_lsn_hex(raw: bytes | str | None) -> int | None:
+    """The LSN stored by :func:`lsn_hex`, or None when missing or unreadable."""
+    if raw is None:
+        return None
+    try:
+        return int(raw, 16)
+    except ValueError:
+        return None
 
-    That is the bumped LSN, or a pending (coalesced, not yet bumped) one if higher: a list read
-    from a replica that has replayed the pending changes is fresh, one that has not is not.
-    A missing key is generation 0 at LSN 0.
+
+# Readers count a pending bump as made this long after it fell due, so that a reader whose clock
+# runs ahead of Redis's never uses a generation before the script would (see parse_generation).
+GENERATION_CLOCK_MARGIN_MS = 500
+
+
+def parse_generation(raw: bytes | str | None, now_ms: int) -> tuple[int, int]:
+    """``(counter, lsn)`` of a list generation as a reader must use it at ``now_ms``.
+
+    The LSN is what a replica must have replayed for a list it served to be stored: the bumped
+    LSN, or a pending (coalesced, not yet due) one if higher. A pending bump that fell due counts
+    as made, exactly as the bump script will make it (docs/adr/0004). A missing key is
+    generation 0 at LSN 0.
     """
     if raw is None:
         return 0, 0
     parts = (raw.decode() if isinstance(raw, bytes) else raw).split(":")
-    lsns = [int(p, 16) for p in parts[1:3] if p]
-    return int(parts[0]), max(lsns, default=0)
+    if len(parts) != 4:
+        return 0, 0
+    counter, lsn = int(parts[0]), int(parts[1], 16)
+    if not parts[2]:
+        return counter, lsn
+    pending = int(parts[2], 16)
+    due = now_ms >= int(parts[3]) + GENERATION_CLOCK_MARGIN_MS
+    return (counter + 1 if due else counter), max(lsn, pending)

@@ -31,29 +31,53 @@ end
 return #KEYS / 2
 """
 
-# Bump a list generation, at most once per interval (writes in between are coalesced into one
-# bump), remembering the primary LSN the bump covers. Value: "<n>:<lsn>:<pending lsn>:<bumped ms>".
+# Bump a list generation at most once per interval: writes in between are coalesced into one
+# bump, due when the interval has passed. Value: "<n>:<lsn>:<pending lsn>:<next ms>", where <lsn>
+# is the primary position the generation covers, <pending lsn> the newest change not yet in a bump
+# (or empty), and <next ms> the earliest time the next bump may happen.
+# A due pending bump counts as made whether or not anyone runs this script again: readers compute
+# it the same way (parse_generation), so a relay that dies with a bump pending leaves no list
+# staler than the interval (docs/adr/0004). The script makes it real before adding anything new.
 # KEYS: generation key. ARGV: LSN (16 hex digits, compared as text: exact, unlike Lua numbers),
-# or '' to only flush a pending bump; minimum interval in ms. Returns 1 when nothing is left
-# pending, 0 when a bump is waiting for its interval.
+# or '' to only make a due bump real; the interval in ms.
 BUMP_GENERATION = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local n, lsn, pending, bumped = 0, '0000000000000000', '', 0
+local interval = tonumber(ARGV[2])
+local n, lsn, pending, next_ms = 0, '0000000000000000', '', 0
 local current = redis.call('GET', KEYS[1])
 if current then
   local a, b, c, d = string.match(current, '^(%d+):(%x+):(%x*):(%d+)$')
-  if a then n, lsn, pending, bumped = tonumber(a), b, c, tonumber(d) end
+  if a then n, lsn, pending, next_ms = tonumber(a), b, c, tonumber(d) end
 end
-if ARGV[1] ~= '' and (pending == '' or ARGV[1] > pending) then pending = ARGV[1] end
-if pending == '' then return 1 end
-if now - bumped >= tonumber(ARGV[2]) then
+if pending ~= '' and now >= next_ms then
+  n = n + 1
   if pending > lsn then lsn = pending end
-  redis.call('SET', KEYS[1], (n + 1) .. ':' .. lsn .. '::' .. now)
-  return 1
+  pending = ''
+  next_ms = next_ms + interval
 end
-redis.call('SET', KEYS[1], n .. ':' .. lsn .. ':' .. pending .. ':' .. bumped)
-return 0
+if ARGV[1] ~= '' and ARGV[1] > lsn and (pending == '' or ARGV[1] > pending) then
+  if pending == '' and now >= next_ms then
+    n = n + 1
+    lsn = ARGV[1]
+    next_ms = now + interval
+  else
+    pending = ARGV[1]
+  end
+end
+redis.call('SET', KEYS[1], n .. ':' .. lsn .. ':' .. pending .. ':' .. next_ms)
+return n
+"""
+
+# The cache's memory mark: the highest primary position whose invalidations this Redis holds.
+# Raised after every applied batch, but never created here: after Redis lost its keys the mark is
+# missing until a relay notices, re-applies the recent invalidations, and sets it again
+# (docs/adr/0009). KEYS: mark key. ARGV: LSN (16 hex digits). Returns 0 when the mark is missing.
+RAISE_MARK = """
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+if ARGV[1] > current then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1
 """
 
 # Cache a product only if it is at least as new as the fence and as any cached entry.
@@ -79,6 +103,7 @@ class CacheScripts:
     def __init__(self, redis: Redis) -> None:
         self.fence_and_delete_many: AsyncScript = redis.register_script(FENCE_AND_DELETE_MANY)
         self.bump_generation: AsyncScript = redis.register_script(BUMP_GENERATION)
+        self.raise_mark: AsyncScript = redis.register_script(RAISE_MARK)
         self.fill_if_newer_script: AsyncScript = redis.register_script(FILL_IF_NEWER)
         self.redis = redis
 

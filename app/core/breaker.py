@@ -39,6 +39,10 @@ class CircuitBreaker:
             self._probing = False
             BREAKER_OPEN.labels(self.name).set(0)
 
+    def release_probe(self) -> None:
+        """The probe ended without a verdict (cancelled, or failed for another reason): let another try."""
+        self._probing = False
+
     def failure(self) -> None:
         self._failures += 1
         self._probing = False

@@ -49,6 +49,10 @@ INVALIDATION_LATENCY = Histogram(
     "From the outbox event's creation (in the write transaction) to its Redis work being done.",
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0),
 )
+CACHE_AMNESIA = Counter(
+    "catalog_cache_amnesia_total",
+    "Times a relay found Redis had lost keys and re-applied recent invalidations.",
+)
 RELAY_RECONNECTS = Counter("catalog_relay_reconnects_total", "Times the relay lost and re-opened its connection.")
 CACHE_REQUESTS = Counter(
     "catalog_cache_requests_total",
@@ -73,6 +77,11 @@ NEAR_CACHE_ENTRIES = Gauge(
 )
 NEAR_CACHE_BYTES = Gauge(
     "catalog_near_cache_bytes", "Bytes of product JSON held in the near cache.", multiprocess_mode="livesum"
+)
+PRIMARY_UP = Gauge(
+    "catalog_primary_up",
+    "1 while the primary answers this instance's monitor; 0 = degraded (reads from replicas, writes 503).",
+    multiprocess_mode="min",
 )
 REPLICA_LAG = Gauge(
     "catalog_replica_lag_seconds", "Replica staleness as seen by this instance.", ["replica"], multiprocess_mode="max"

@@ -9,10 +9,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import asyncpg
 import msgspec
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+
+from app.core.db import DatabaseUnavailable
 
 PROBLEM_JSON = "application/problem+json"
 log = structlog.get_logger("catalog.http")
@@ -82,6 +85,19 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
     return response
 
 
+def unavailable_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """A dependency the request needs is down or out of time: 503 with ``Retry-After``, never a 500."""
+    if isinstance(exc, DatabaseUnavailable):
+        server, retry_after, detail = exc.server, exc.retry_after_s, f"the {exc.server} database is unavailable"
+    else:  # a statement ran past its deadline
+        server, retry_after, detail = "database", 1, "the database did not answer in time"
+    log.warning("http.unavailable", path=request.url.path, server=server, error=str(exc))
+    body = {"title": "Service Unavailable", "detail": detail, "code": "unavailable", "dependency": server}
+    response = _problem_response(request, 503, {"type": "/problems/unavailable", **body})
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     """A bug, not bad input: log it with the request id and answer a generic 500."""
     log.exception("http.unhandled_error", path=request.url.path, error=type(exc).__name__)
@@ -99,4 +115,9 @@ def _title(status: int) -> str:
         return "Error"
 
 
-EXCEPTION_HANDLERS = {HTTPException: http_exception_handler, Exception: internal_error_handler}
+EXCEPTION_HANDLERS = {
+    HTTPException: http_exception_handler,
+    DatabaseUnavailable: unavailable_handler,
+    asyncpg.QueryCanceledError: unavailable_handler,
+    Exception: internal_error_handler,
+}

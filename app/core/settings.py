@@ -31,12 +31,24 @@ class _Group(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
 
 class DatabaseSettings(_Group, frozen=True, kw_only=True):
+    """Pools and every database deadline (docs/faults.md, "Deadlines")."""
+
     # The app connects with a least-privilege role; ops tooling may use a superuser.
     primary_dsn: str = "postgresql://catalog_app@127.0.0.1:55432/catalog"
-    pool_min_size: int = 2
     pool_max_size: int = 10
-    statement_timeout_ms: int = 5_000
+    # Opening a connection; a server that does not answer is unavailable after this.
     connect_timeout_s: float = 2.0
+    # Waiting for a pooled connection; past it the request is answered 503, not queued longer.
+    acquire_timeout_ms: int = 1_000
+    # Callers allowed to wait for a connection at once, per pool; more are answered 503 at once.
+    max_waiting: int = 100
+    # One statement on the server (the client gives up a second later if the server is silent).
+    statement_timeout_ms: int = 5_000
+    # A session that holds a transaction open and idle this long is ended by the server, so a
+    # frozen process (a relay mid-batch, a stuck request) cannot keep rows locked.
+    idle_in_transaction_timeout_ms: int = 10_000
+    # After a connection failure, calls fail fast (503) this long before one tries again.
+    breaker_cooldown_s: float = 0.5
 
 
 class ReplicaSettings(_Group, frozen=True, kw_only=True):
@@ -99,6 +111,9 @@ class RelaySettings(_Group, frozen=True, kw_only=True):
 
 
 # Variables that were renamed when settings were grouped: naming the old one is an error, not a no-op.
+REMOVED = {
+    "CATALOG_POOL_MIN_SIZE": "pools connect on first use, so an instance starts while a database is down",
+}
 RENAMED = {
     "CATALOG_MAX_REPLICA_LAG_MS": "CATALOG_REPLICA_MAX_LAG_MS",
     "CATALOG_COOKIE_SECURE": "CATALOG_RYW_COOKIE_SECURE",
@@ -138,8 +153,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     def __post_init__(self) -> None:
         db = self.db
-        if db.pool_min_size < 0 or db.pool_max_size < 1 or db.pool_min_size > db.pool_max_size:
-            raise SettingsError("CATALOG_POOL_MIN_SIZE/CATALOG_POOL_MAX_SIZE: need 0 <= min <= max, max >= 1")
+        if db.pool_max_size < 1 or db.max_waiting < 0:
+            raise SettingsError("CATALOG_POOL_MAX_SIZE must be at least 1 and CATALOG_MAX_WAITING not negative")
+        if min(db.connect_timeout_s, db.acquire_timeout_ms, db.statement_timeout_ms) <= 0:
+            raise SettingsError(
+                "CATALOG_CONNECT_TIMEOUT_S, CATALOG_ACQUIRE_TIMEOUT_MS and CATALOG_STATEMENT_TIMEOUT_MS"
+                " must be positive"
+            )
         if self.ryw.ttl_s * 1000 <= self.replicas.max_lag_ms:
             raise SettingsError("CATALOG_RYW_TTL_S must exceed CATALOG_REPLICA_MAX_LAG_MS")
         if self.max_body_bytes < 1024:
@@ -196,9 +216,10 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
     (``relay_enabled=False``, ``primary_dsn=...``), and win over the environment.
     """
     environ = os.environ if environ is None else environ
-    renamed = sorted(f"{old} is now {new}" for old, new in RENAMED.items() if old in environ)
-    if renamed:
-        raise SettingsError("renamed setting(s): " + "; ".join(renamed))
+    outdated = sorted(f"{old} is now {new}" for old, new in RENAMED.items() if old in environ)
+    outdated += sorted(f"{old} is gone: {why}" for old, why in REMOVED.items() if old in environ)
+    if outdated:
+        raise SettingsError("outdated setting(s): " + "; ".join(outdated))
     known = variables()
     values: dict[str, Any] = {}
     for variable, (group, name, field_type) in known.items():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
@@ -62,6 +63,11 @@ class DisplayCache:
         except _ERRORS as exc:
             self.breaker.failure()
             raise CacheUnavailableError from exc
+        except BaseException:
+            # Cancelled (the client went away) or an unexpected error: no verdict on Redis, and
+            # a half-open breaker must not wait for this caller forever.
+            self.breaker.release_probe()
+            raise
         self.breaker.success()
         return result
 
@@ -110,7 +116,7 @@ class DisplayCache:
             raw = await self._call(self.redis.get(gen_key))
         except CacheUnavailableError:
             return None
-        return parse_generation(raw)
+        return parse_generation(raw, int(time.time() * 1000))
 
     async def get_list(self, family: str, key: str) -> tuple[bytes | None, CacheState]:
         try:

@@ -27,7 +27,7 @@ from app.core.sql import queries
 from app.fastpath.cursors import CategoryCursor, SearchCursor, decode_cursor, encode_cursor
 from app.fastpath.display_cache import CacheState
 from app.fastpath.replica_router import Route
-from app.fastpath.views import Items, ProductPage, SearchPage, View
+from app.fastpath.views import Items, ProductPage, SearchPage, View, database_view
 
 Q = queries("catalog")
 log = structlog.get_logger("catalog.reads")
@@ -93,14 +93,15 @@ class ListReads:
         family = (endpoint.cache_key or name).split(":", 1)[0]
         if token is not None and token.lsn:
             body, route = await self.router.run(name, fetch, min_lsn=token.lsn)
-            reason = "ryw" if route.source == "primary" else "miss"
-            READ_SOURCE.labels(name, route.source, reason).inc()
-            return View(body, route.source, "bypass", reason)
+            view = database_view(body, route, "bypass", writer=True)
+            READ_SOURCE.labels(name, view.source, view.reason).inc()
+            return view
         generation = await self.cache.generation(gen_key) if gen_key is not None else (0, 0)
         if generation is None:
             body, route = await self.router.run(name, fetch)
-            READ_SOURCE.labels(name, route.source, "cache-down" if route.source == "replica" else route.reason).inc()
-            return View(body, route.source, "bypass", route.reason)
+            view = database_view(body, route, "bypass")
+            READ_SOURCE.labels(name, view.source, "cache-down" if view.reason == "miss" else view.reason).inc()
+            return view
         counter, generation_lsn = generation
         key = list_key(family, counter if gen_key is not None else None, key_suffix)
         cached, state = await self.cache.get_list(family, key)
@@ -115,9 +116,9 @@ class ListReads:
             return body, route
 
         (body, route), _shared = await self._flights.do(key, fetch_and_store)
-        reason = "miss" if route.source == "replica" else route.reason
-        READ_SOURCE.labels(name, route.source, reason).inc()
-        return View(body, route.source, state, reason)
+        view = database_view(body, route, state)
+        READ_SOURCE.labels(name, view.source, view.reason).inc()
+        return view
 
     async def category_page(self, category_id: int, limit: int, cursor: str | None, token: RywToken | None) -> View:
         after = 0

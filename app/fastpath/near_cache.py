@@ -8,8 +8,10 @@ costs a dict lookup. The near cache is kept honest the same way Redis is:
   :meth:`NearCache.invalidate`, which raises a local fence and drops older entries;
 - :meth:`put` refuses entries older than the local fence or the entry already held, so a
   reader that fetched v1 before the notification cannot put v1 back after it;
-- entries live ``ttl_s`` at most: the bound if a notification is ever missed, and the cache is
-  cleared whenever the listener reconnects (notifications sent while it was away are lost);
+- it serves only while this instance's relay connection is listening: when that connection is
+  lost it is cleared and stops serving (announcements sent meanwhile are lost), and starts
+  again, empty, once the connection is back (:meth:`suspend`, :meth:`resume`);
+- entries live ``ttl_s`` at most: the bound if a notification is ever missed;
 - entries and fences are bounded in count and bytes (LRU eviction).
 """
 
@@ -40,8 +42,12 @@ class NearCache:
         self._bytes = 0
         # Bumped by clear(): a reader that fetched before a clear must not put what it fetched.
         self.epoch = 0
+        # Off until the invalidation feed is known to be listening (resume()).
+        self.serving = False
 
     def get(self, product_id: int) -> NearEntry | None:
+        if not self.serving:
+            return None
         entry = self._entries.get(product_id)
         if entry is None:
             return None
@@ -57,7 +63,7 @@ class NearCache:
         ``epoch`` is :attr:`epoch` as it was before the caller read the entry: after a clear (an
         invalidation feed gap) an entry fetched earlier may predate a lost announcement.
         """
-        if epoch is not None and epoch != self.epoch:
+        if not self.serving or (epoch is not None and epoch != self.epoch):
             return False
         now = time.monotonic()
         fence = self._fences.get(product_id)
@@ -94,6 +100,16 @@ class NearCache:
     def invalidate_many(self, pairs: list[tuple[int, int]]) -> None:
         for product_id, version in pairs:
             self.invalidate(product_id, version)
+
+    def suspend(self) -> None:
+        """The invalidation feed is gone: serve nothing, keep nothing, until :meth:`resume`."""
+        self.serving = False
+        self.clear()
+
+    def resume(self) -> None:
+        """The feed is listening again: start over, empty (what was announced meanwhile is lost)."""
+        self.clear()
+        self.serving = True
 
     def clear(self) -> None:
         """Forget everything (the invalidation feed had a gap)."""

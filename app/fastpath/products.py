@@ -26,7 +26,7 @@ from app.core.sql import queries
 from app.fastpath.display_cache import CacheState, DisplayCache
 from app.fastpath.near_cache import NearCache
 from app.fastpath.replica_router import ReadRouter, Route
-from app.fastpath.views import View
+from app.fastpath.views import View, database_view
 
 Q = queries("catalog")
 _encoder = msgspec.json.Encoder()
@@ -81,13 +81,9 @@ class ProductReads:
         if loaded.route is None:  # another instance filled the cache while we waited on its lease
             READ_SOURCE.labels("product.get", "cache", "lease").inc()
             return None if loaded.body is None else View(loaded.body, "cache", "hit", "lease", loaded.version)
-        reason = "miss" if loaded.route.source == "replica" else loaded.route.reason
-        if wanted is not None and loaded.route.source == "primary":
-            reason = "ryw"
-        READ_SOURCE.labels("product.get", loaded.route.source, reason).inc()
-        if loaded.body is None:
-            return None
-        return View(loaded.body, loaded.route.source, state, reason, loaded.version)
+        view = database_view(loaded.body or b"", loaded.route, state, writer=wanted is not None, version=loaded.version)
+        READ_SOURCE.labels("product.get", view.source, view.reason).inc()
+        return None if loaded.body is None else view
 
     async def _read_row(self, product_id: int, *, primary: bool = False) -> tuple[asyncpg.Record | None, Route]:
         async def fetch(pool: ReadPool) -> asyncpg.Record | None:

@@ -18,7 +18,7 @@ import asyncpg
 import structlog
 
 from app.core.db import CONNECTION_ERRORS, lsn_to_int
-from app.core.metrics import REPLICA_ELIGIBLE, REPLICA_LAG, REPLICA_UP
+from app.core.metrics import PRIMARY_UP, REPLICA_ELIGIBLE, REPLICA_LAG, REPLICA_UP
 from app.core.sql import queries
 from app.fastpath.replica_router import STALE_POLL_S, ReadRouter, Replica
 
@@ -113,6 +113,13 @@ class ReplicaMonitor:
         if primary_lsn is not None:
             self.history.record(now, primary_lsn)
             self._last_primary_sample = now
+        # A failed sample is enough to stop trusting the primary: reads move to the replicas now
+        # (degraded), not after every one of them has failed on it.
+        reachable = primary_lsn is not None
+        if reachable != self.router.primary_reachable:
+            log.warning("reads.primary_reachable" if reachable else "reads.primary_unreachable")
+        self.router.primary_reachable = reachable
+        PRIMARY_UP.set(1 if reachable else 0)
         # Without a recent primary position a replica's lag cannot be known: treat it as unbounded.
         primary_known = now - self._last_primary_sample < STALE_POLL_S
         for replica in self.router.replicas:
@@ -120,8 +127,8 @@ class ReplicaMonitor:
             replica.lag_s = self.history.lag_of(replica.replay_lsn, now) if known else float("inf")
             REPLICA_UP.labels(replica.name).set(1 if replica.up else 0)
             REPLICA_LAG.labels(replica.name).set(replica.lag_s if replica.up else -1)
-            eligible = replica.healthy(now) and replica.lag_s <= self.router.max_lag_s
-            REPLICA_ELIGIBLE.labels(replica.name).set(1 if eligible else 0)
+            fresh_enough = replica.lag_s <= self.router.max_lag_s or not reachable
+            REPLICA_ELIGIBLE.labels(replica.name).set(1 if replica.healthy(now) and fresh_enough else 0)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until stopped; a failing poll only marks things down, it never ends the loop."""

@@ -1,12 +1,17 @@
 """Where a display read goes: a replica when one is healthy and fresh enough, else the primary.
 
-The replicas' state (up, replay LSN, lag) is kept fresh by :mod:`app.fastpath.replica_monitor`;
-routing reads it and never queries anything itself.
+The replicas' state (up, replay LSN, lag) and whether the primary answers are kept fresh by
+:mod:`app.fastpath.replica_monitor`; routing reads them and never queries anything itself.
 
 A replica is eligible when its last poll succeeded recently and its lag is within
 ``max_replica_lag``; a reader with a read-your-writes token additionally needs the replica's
 replay LSN to have reached the token's commit LSN. A read that fails on a replica is retried
 once on the primary (a ``ReadPool``: read-only sessions), and that replica sits out a while.
+
+**Primary unreachable = degraded, not down** (docs/faults.md). Without the primary no commit can
+happen, so a replica whose lag can no longer be measured still holds the newest data there is:
+it serves display reads, marked ``degraded``. A reader with a token still needs a replica whose
+own replay LSN covers it; otherwise the read is refused (503), never answered with older data.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Literal, TypeVar
 import asyncpg
 import structlog
 
-from app.core.db import CONNECTION_ERRORS, ReadPool
+from app.core.db import DatabaseUnavailable, ReadPool
 from app.core.metrics import DB_QUERY_SECONDS
 
 T = TypeVar("T")
@@ -56,6 +61,7 @@ class Route:
     reason: str  # "replica" when a replica serves; else why the primary does
     replica: Replica | None
     replay_lsn: int = 0  # the replica's replay position known when it was chosen (a lower bound)
+    degraded: bool = False  # served while the primary is unreachable (replica lag unknown)
 
     def has_replayed(self, lsn: int) -> bool:
         """Did the data this route served include everything up to ``lsn``?"""
@@ -70,12 +76,18 @@ class ReadRouter:
     replicas: list[Replica] = field(default_factory=list)
     max_lag_s: float = 1.0
     retry_after_s: float = 1.0
+    # The monitor's view of the primary: False once it stopped answering (degraded mode).
+    primary_reachable: bool = True
     _next: int = 0
 
     def route(self, min_lsn: int = 0) -> Route:
         """A healthy replica within the lag bound (and past ``min_lsn``), else the primary and why."""
         if not self.replicas:
             return Route(self.primary, "primary", "no-replica", None)
+        if not self.primary_reachable:
+            spare = self._spare(min_lsn)
+            if spare is not None:
+                return spare
         now = time.monotonic()
         count = len(self.replicas)
         reason = "replica-down"
@@ -93,16 +105,27 @@ class ReadRouter:
             return Route(replica.pool, "replica", "replica", replica, replica.replay_lsn)
         return Route(self.primary, "primary", reason, None)
 
+    def _spare(self, min_lsn: int, exclude: Replica | None = None) -> Route | None:
+        """With the primary unreachable: the healthy replica that has replayed furthest, if it covers ``min_lsn``."""
+        now = time.monotonic()
+        candidates = [r for r in self.replicas if r is not exclude and r.healthy(now) and r.replay_lsn >= min_lsn]
+        if not candidates:
+            return None
+        best = max(candidates, key=lambda r: r.replay_lsn)
+        return Route(best.pool, "replica", "primary-down", best, best.replay_lsn, degraded=True)
+
     async def run(
         self, endpoint: str, work: Callable[[ReadPool], Awaitable[T]], *, min_lsn: int = 0
     ) -> tuple[T, Route]:
-        """Run ``work`` on the chosen pool; a replica failure retries once on the primary.
+        """Run ``work`` on the chosen pool; a replica failure retries once on the primary, and an
+        unreachable primary falls back to the freshest replica that satisfies the reader.
 
         Database time is recorded per pool and per endpoint (the policy name), for ops/hotpath.
         """
         chosen = self.route(min_lsn)
-        replica = chosen.replica
-        if replica is not None:
+        failed: Replica | None = None
+        if chosen.replica is not None:
+            replica = chosen.replica
             started = time.perf_counter()
             try:
                 result = await work(chosen.pool)
@@ -111,16 +134,24 @@ class ReadRouter:
             except _REPLICA_QUERY_ERRORS as exc:
                 # A recovery conflict or timeout on the replica: answer from the primary this once.
                 log.warning("reads.replica_query_failed", replica=replica.name, error=type(exc).__name__)
-                chosen = Route(self.primary, "primary", "replica-failed", None)
-            except CONNECTION_ERRORS as exc:
+            except DatabaseUnavailable as exc:
                 replica.skip_until = time.monotonic() + self.retry_after_s
                 replica.up = False
-                log.warning("reads.replica_failed", replica=replica.name, error=type(exc).__name__)
-                chosen = Route(self.primary, "primary", "replica-failed", None)
+                failed = replica
+                log.warning("reads.replica_failed", replica=replica.name, error=exc.reason)
             else:
                 DB_QUERY_SECONDS.labels("replica", endpoint).observe(time.perf_counter() - started)
                 return result, chosen
-        return await self.run_on_primary(endpoint, work, chosen)
+            chosen = Route(self.primary, "primary", "replica-failed", None)
+        try:
+            return await self.run_on_primary(endpoint, work, chosen)
+        except DatabaseUnavailable as exc:
+            spare = self._spare(min_lsn, exclude=failed) if exc.unreachable else None
+            if spare is None:
+                raise
+            # The monitor will say so within ~100 ms; this read need not wait for it.
+            self.primary_reachable = False
+            return await work(spare.pool), spare
 
     async def run_on_primary(
         self, endpoint: str, work: Callable[[ReadPool], Awaitable[T]], route: Route | None = None

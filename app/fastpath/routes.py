@@ -46,6 +46,9 @@ class DisplayResponder:
         headers["Vary"] = "Cookie"
         if token is not None:
             headers["Cache-Control"] = _RYW_CACHE_CONTROL
+        if view.degraded:
+            # Served from a replica while the primary is unreachable: the newest data there is.
+            headers["X-Degraded"] = "primary-unreachable"
         if self.debug_headers:
             headers["X-Cache"] = view.cache
             headers["X-Read-Source"] = view.source

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import asyncpg
 import structlog
@@ -49,8 +49,8 @@ class BatchOutcome:
     processed: int
     failed: int
     error: str | None = None
-    # Coalesced list-generation bumps still waiting for their interval (flush them later).
-    pending_generations: set[str] = field(default_factory=set)
+    # The cache's memory mark was missing when this batch was applied: Redis lost its keys.
+    forgotten: bool = False
 
 
 async def process_batch(
@@ -58,7 +58,7 @@ async def process_batch(
 ) -> BatchOutcome:
     """Claim, apply and mark one batch; a Redis failure rolls the claim back and records it."""
     error: str | None = None
-    pending: set[str] = set()
+    remembered = True
     tx = conn.transaction()
     await tx.start()
     try:
@@ -75,10 +75,9 @@ async def process_batch(
         # Every claimed event has committed, so this is at or past each of their commit records.
         lsn = lsn_to_int(await conn.fetchval(Q["wal_insert_lsn"]))
         try:
-            pending = await apply_plan(
-                scripts.redis, scripts, plan, options.fence_ttl_ms,
-                lsn=lsn, generation_interval_ms=options.generation_interval_ms,
-            )  # fmt: skip
+            remembered = await apply_plan(
+                scripts, plan, options.fence_ttl_ms, lsn=lsn, generation_interval_ms=options.generation_interval_ms
+            )
         except REDIS_ERRORS as exc:
             error = f"redis: {type(exc).__name__}: {exc}"[:500]
         if error is None:
@@ -100,7 +99,7 @@ async def process_batch(
             OUTBOX_FAILED.labels(row["event_type"]).inc()
         return BatchOutcome(0, len(ids), error)
     _observe(rows)
-    return BatchOutcome(len(ids), 0, pending_generations=pending)
+    return BatchOutcome(len(ids), 0, forgotten=not remembered)
 
 
 def _observe(rows: list[asyncpg.Record]) -> None:

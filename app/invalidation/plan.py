@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from redis.asyncio import Redis
-
 from app.contracts.cache_keys import (
+    CACHE_MARK,
     GEN_SEARCH,
     GEN_TOP_SELLING,
     category_generation_key,
@@ -57,25 +56,23 @@ SCRIPT_CHUNK = 500
 
 
 async def apply_plan(
-    redis: Redis,
     scripts: CacheScripts,
     plan: InvalidationPlan,
     fence_ttl_ms: int,
     *,
-    lsn: int = 0,
-    generation_interval_ms: int = 0,
-) -> set[str]:
-    """Fence and delete every product, bump every affected list generation: one round trip.
+    lsn: int,
+    generation_interval_ms: int,
+) -> bool:
+    """Fence and delete every product, bump every affected list generation, raise the cache's
+    memory mark: one round trip, in that order.
 
     ``lsn`` is the primary's WAL insert position read after the events committed; generations
-    remember it so list readers know which replicas are fresh enough to fill the cache from.
-    Returns the generation keys whose bump is pending (coalesced): flush them later with
-    :func:`flush_generations`.
+    remember it so list readers know which replicas are fresh enough to fill the cache from, and
+    the mark records that this Redis holds every invalidation up to it. Returns False when the
+    mark is missing: Redis lost its keys, and the relay must re-apply recent invalidations.
     """
-    if not plan.versions and not plan.lists:
-        return set()
     items = list(plan.versions.items())
-    async with redis.pipeline(transaction=False) as pipe:
+    async with scripts.redis.pipeline(transaction=False) as pipe:
         for start in range(0, len(items), SCRIPT_CHUNK):
             chunk = items[start : start + SCRIPT_CHUNK]
             # Pre-encoded: redis-py's per-argument encoding is the relay's main CPU cost otherwise.
@@ -87,17 +84,7 @@ async def apply_plan(
             generations += [GEN_SEARCH, GEN_TOP_SELLING]
         for key in generations:
             await scripts.bump_generation(keys=[key], args=[lsn_hex(lsn), generation_interval_ms], client=pipe)
+        # Last: a Redis that has the mark has everything before it (replication keeps order).
+        await scripts.raise_mark(keys=[CACHE_MARK], args=[lsn_hex(lsn)], client=pipe)
         results = await pipe.execute()
-    return {key for key, done in zip(generations, results[len(results) - len(generations) :], strict=True) if not done}
-
-
-async def flush_generations(scripts: CacheScripts, keys: set[str], generation_interval_ms: int) -> set[str]:
-    """Bump the pending generations whose interval has passed; returns those still pending."""
-    if not keys:
-        return set()
-    ordered = sorted(keys)
-    async with scripts.redis.pipeline(transaction=False) as pipe:
-        for key in ordered:
-            await scripts.bump_generation(keys=[key], args=["", generation_interval_ms], client=pipe)
-        results = await pipe.execute()
-    return {key for key, done in zip(ordered, results, strict=True) if not done}
+    return bool(results[-1])

@@ -23,11 +23,11 @@ from redis.asyncio import Redis
 
 from app.contracts.cache_scripts import CacheScripts
 from app.contracts.events import INVALIDATION_CHANNEL, OUTBOX_CHANNEL, parse_announcement
-from app.core.db import CONNECTION_ERRORS, init_connection
+from app.core.db import CONNECTION_ERRORS, command_timeout_s, init_connection, server_settings
 from app.core.metrics import RELAY_RECONNECTS
-from app.core.settings import CacheSettings, RelaySettings
+from app.core.settings import CacheSettings, DatabaseSettings, RelaySettings
 from app.invalidation.batch import REDIS_ERRORS, BatchOptions, process_batch
-from app.invalidation.plan import flush_generations
+from app.invalidation.recovery import CacheMemory
 from app.invalidation.retention import purge_processed, record_backlog
 
 log = structlog.get_logger("catalog.relay")
@@ -70,15 +70,17 @@ class OutboxRelay:
         settings: RelaySettings,
         cache: CacheSettings,
         *,
-        connect_timeout_s: float = 5.0,
+        db: DatabaseSettings | None = None,
         on_invalidated: Callable[[list[tuple[int, int]]], None] | None = None,
         on_connected: Callable[[], None] | None = None,
+        on_disconnected: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
         self.dsn = dsn
         self.redis = redis
         self.settings = settings
-        self.connect_timeout_s = connect_timeout_s
+        self.db = db or DatabaseSettings()
+        self.fence_ttl_s = cache.fence_ttl_s
         self.batch = BatchOptions(
             relay_name=name,
             batch_size=settings.batch_size,
@@ -87,9 +89,11 @@ class OutboxRelay:
             max_backoff_s=settings.max_backoff_s,
         )
         # Subscribers to every relay's announcements (this instance's near cache), and to our
-        # reconnects (announcements sent while we were away are lost).
+        # connection coming and going (announcements sent while we are away are lost).
         self.on_invalidated = on_invalidated
         self.on_connected = on_connected
+        self.on_disconnected = on_disconnected
+        self.memory = CacheMemory()
         self.scripts = CacheScripts(redis)
         self._wake = asyncio.Event()
         self.connected = False
@@ -101,7 +105,6 @@ class OutboxRelay:
         self._last_purge = 0.0
         self._last_backlog = 0.0
         self._redis_backoff_s = 0.0  # > 0 while Redis is failing: pause instead of retrying per NOTIFY
-        self._pending_generations: set[str] = set()  # coalesced list-generation bumps still to land
 
     # ------------------------------------------------------------------ the loop
 
@@ -122,17 +125,15 @@ class OutboxRelay:
                 log_event("relay.session_failed", relay=self.name, error=self.last_error, retry_in_s=backoff)
                 await wait_first(asyncio.Event(), stop, backoff)
                 backoff = min(backoff * 2, self.settings.max_backoff_s)
-        # Coalesced list-generation bumps live in this process: land them before it goes.
-        if self._pending_generations:
-            try:
-                await flush_generations(self.scripts, self._pending_generations, 0)
-                self._pending_generations = set()
-            except REDIS_ERRORS as exc:
-                log.warning("relay.generation_flush_failed", relay=self.name, error=repr(exc))
 
     async def _session(self, stop: asyncio.Event) -> None:
+        # Deadlines as for every session (core/db.py); the server also ends a claim left idle in
+        # its transaction by a frozen relay, so its batch goes back to the queue.
         conn: asyncpg.Connection[asyncpg.Record] = await asyncpg.connect(
-            self.dsn, timeout=self.connect_timeout_s, server_settings={"application_name": "catalog.relay"}
+            self.dsn,
+            timeout=self.db.connect_timeout_s,
+            command_timeout=command_timeout_s(self.db),
+            server_settings=server_settings(self.db, "relay"),
         )
         lost = asyncio.Event()
 
@@ -144,16 +145,7 @@ class OutboxRelay:
             self._wake.set()
 
         try:
-            await init_connection(conn)
-            conn.add_termination_listener(on_terminated)
-            # LISTEN first, then sweep: anything committed from here on either is in the sweep or
-            # wakes us; anything committed while we were away is in the sweep.
-            if self.settings.listen:
-                await conn.add_listener(OUTBOX_CHANNEL, on_notify)
-            if self.on_invalidated is not None:
-                await conn.add_listener(INVALIDATION_CHANNEL, self._on_announcement)
-                if self.on_connected is not None:
-                    self.on_connected()
+            await self._listen(conn, on_terminated, on_notify)
             self.backend_pid = conn.get_server_pid()
             self.connected = True
             self.connections += 1
@@ -174,7 +166,6 @@ class OutboxRelay:
                 if stop.is_set():
                     break
                 await self.drain(conn)
-                await self._flush_generations()
                 if time.monotonic() - last_probe >= self.settings.probe_interval_s:
                     # A half-open TCP connection delivers no notifications and no error: ask.
                     await conn.fetchval("SELECT 1", timeout=2.0)
@@ -182,43 +173,73 @@ class OutboxRelay:
                 await self._housekeeping(conn)
         finally:
             self.connected = False
+            if self.on_disconnected is not None:
+                self.on_disconnected()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), timeout=2.0)
             if not conn.is_closed():
                 conn.terminate()
 
+    async def _listen(
+        self,
+        conn: asyncpg.Connection[asyncpg.Record],
+        on_terminated: Callable[[object], None],
+        on_notify: Callable[..., None],
+    ) -> None:
+        await init_connection(conn)
+        conn.add_termination_listener(on_terminated)
+        # LISTEN first, then sweep: anything committed from here on either is in the sweep or
+        # wakes us; anything committed while we were away is in the sweep.
+        if self.settings.listen:
+            await conn.add_listener(OUTBOX_CHANNEL, on_notify)
+        if self.on_invalidated is not None:
+            await conn.add_listener(INVALIDATION_CHANNEL, self._on_announcement)
+            if self.on_connected is not None:
+                self.on_connected()
+
     # ------------------------------------------------------------------ the work
 
     async def drain(self, conn: asyncpg.Connection[asyncpg.Record]) -> DrainResult:
-        """Process due events batch by batch until none are left or Redis fails."""
-        processed = failed = 0
-        while True:
-            outcome = await process_batch(conn, self.scripts, self.batch)
-            processed += outcome.processed
-            failed += outcome.failed
-            if outcome.error is not None:
-                self.last_error = outcome.error
-                log.warning("relay.redis_failed", relay=self.name, events=outcome.failed, error=outcome.error)
-                self._redis_backoff_s = min(max(self._redis_backoff_s * 2, 0.1), self.settings.max_backoff_s)
-                return DrainResult(processed, failed)
-            self._redis_backoff_s = 0.0
-            if outcome.processed:
-                self._pending_generations |= outcome.pending_generations
-                self.processed_total += outcome.processed
-                self.last_batch_at = time.time()
-                self.last_error = None
-            if outcome.processed < self.batch.batch_size:
-                return DrainResult(processed, failed)
+        """Process due events batch by batch until none are left or Redis fails.
 
-    async def _flush_generations(self) -> None:
-        if not self._pending_generations or self._redis_backoff_s:
-            return
+        First, and whenever a batch finds the cache's mark gone, make sure Redis has not lost
+        keys since we last looked (recovery.py); a Redis failure backs off like a failed batch.
+        """
+        processed = failed = 0
         try:
-            self._pending_generations = await flush_generations(
-                self.scripts, self._pending_generations, self.batch.generation_interval_ms
-            )
+            if await self._forgot():
+                await self.memory.recover(conn, self.scripts, self.batch, self.fence_ttl_s)
+            while True:
+                outcome = await process_batch(conn, self.scripts, self.batch)
+                processed += outcome.processed
+                failed += outcome.failed
+                if outcome.error is not None:
+                    return self._redis_failed(outcome.error, processed, failed)
+                if outcome.forgotten:
+                    await self.memory.recover(conn, self.scripts, self.batch, self.fence_ttl_s)
+                self._redis_backoff_s = 0.0
+                if outcome.processed:
+                    self.processed_total += outcome.processed
+                    self.last_batch_at = time.time()
+                    self.last_error = None
+                if outcome.processed < self.batch.batch_size:
+                    return DrainResult(processed, failed)
         except REDIS_ERRORS as exc:
-            log.warning("relay.generation_flush_failed", relay=self.name, error=repr(exc))
+            return self._redis_failed(f"redis: {type(exc).__name__}: {exc}"[:500], processed, failed)
+
+    async def _forgot(self) -> bool:
+        try:
+            return await self.memory.forgot(self.scripts)
+        except REDIS_ERRORS:
+            # Redis is down: the batch below fails too and records it on its events (ops/outbox
+            # shows them failing), and a Redis that comes back empty is caught by that batch.
+            return False
+
+    def _redis_failed(self, error: str, processed: int, failed: int) -> DrainResult:
+        self.last_error = error
+        log.warning("relay.redis_failed", relay=self.name, events=failed, error=error)
+        self._redis_backoff_s = min(max(self._redis_backoff_s * 2, 0.1), self.settings.max_backoff_s)
+        return DrainResult(processed, failed)
 
     def _on_announcement(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         assert self.on_invalidated is not None

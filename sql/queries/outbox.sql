@@ -80,3 +80,11 @@ SELECT pg_current_wal_insert_lsn()::text;
 -- announce_invalidations --
 -- Tell every instance's near cache which product versions this batch invalidated (sent at COMMIT).
 SELECT pg_notify('catalog_invalidation', $1);
+
+-- recently_processed --
+-- Cache amnesia: the events processed within the last $1 seconds (the fences' span), after id $2, to re-apply.
+SELECT id, payload
+FROM outbox
+WHERE processed_at >= clock_timestamp() - make_interval(secs => $1) AND id > $2
+ORDER BY id
+LIMIT $3;

@@ -6,8 +6,14 @@ from app.contracts.events import encode_announcements
 from app.fastpath.near_cache import NearCache
 
 
+def _listening(near: NearCache) -> NearCache:
+    """A near cache whose instance's invalidation feed is connected, as the relay makes it."""
+    near.resume()
+    return near
+
+
 def test_hit_and_ttl() -> None:
-    near = NearCache(ttl_s=0.05, max_entries=10, max_bytes=10_000)
+    near = _listening(NearCache(ttl_s=0.05, max_entries=10, max_bytes=10_000))
     assert near.put(1, 3, b"{}")
     entry = near.get(1)
     assert entry is not None
@@ -17,7 +23,7 @@ def test_hit_and_ttl() -> None:
 
 
 def test_invalidate_fences_out_older_puts() -> None:
-    near = NearCache(ttl_s=10, max_entries=10, max_bytes=10_000)
+    near = _listening(NearCache(ttl_s=10, max_entries=10, max_bytes=10_000))
     near.put(1, 3, b"v3")
     near.invalidate(1, 4)
     assert near.get(1) is None
@@ -30,13 +36,13 @@ def test_invalidate_fences_out_older_puts() -> None:
 
 
 def test_bounded_in_entries_and_bytes() -> None:
-    near = NearCache(ttl_s=10, max_entries=3, max_bytes=1_000)
+    near = _listening(NearCache(ttl_s=10, max_entries=3, max_bytes=1_000))
     for pid in range(1, 6):
         near.put(pid, 1, b"x" * 10)
     assert len(near) == 3
     assert near.get(1) is None
     assert near.get(5) is not None
-    near = NearCache(ttl_s=10, max_entries=100, max_bytes=1_600)
+    near = _listening(NearCache(ttl_s=10, max_entries=100, max_bytes=1_600))
     for pid in range(1, 20):
         near.put(pid, 1, b"x" * 100)
     assert len(near) == 16
@@ -44,7 +50,7 @@ def test_bounded_in_entries_and_bytes() -> None:
 
 
 def test_clear_forgets_everything() -> None:
-    near = NearCache(ttl_s=10, max_entries=10, max_bytes=10_000)
+    near = _listening(NearCache(ttl_s=10, max_entries=10, max_bytes=10_000))
     near.put(1, 1, b"{}")
     near.clear()
     assert near.get(1) is None
@@ -60,8 +66,21 @@ def test_announcements_stay_under_the_notify_limit() -> None:
 
 
 def test_a_fill_fetched_before_a_clear_is_refused() -> None:
-    near = NearCache(ttl_s=10, max_entries=10, max_bytes=10_000)
+    near = _listening(NearCache(ttl_s=10, max_entries=10, max_bytes=10_000))
     epoch = near.epoch  # a reader starts: fetches v1 from Redis...
     near.clear()  # ...meanwhile the listener reconnects (announcements may have been lost)
     assert not near.put(1, 1, b"v1", epoch)
     assert near.put(1, 1, b"v1", near.epoch)
+
+
+def test_it_serves_only_while_its_invalidation_feed_listens() -> None:
+    near = NearCache(ttl_s=10, max_entries=10, max_bytes=10_000)
+    assert not near.put(1, 3, b"v3"), "before the relay listens, nothing may be kept"
+    near.resume()
+    assert near.put(1, 3, b"v3")
+    near.suspend()  # the relay connection dropped: announcements may now be missed
+    assert near.get(1) is None
+    assert not near.put(1, 4, b"v4")
+    near.resume()  # back, empty
+    assert near.get(1) is None
+    assert near.put(1, 4, b"v4")

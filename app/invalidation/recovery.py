@@ -1,0 +1,71 @@
+"""Cache amnesia: noticing that Redis lost keys, and making that harmless (docs/adr/0009).
+
+Redis can forget (a restart without persistence, a failover to a replica that missed writes, a
+flush). The fences go with it, and a reader could then fill an old row from a lagging replica
+and keep it until TTL. Every applied batch raises ``cache:mark`` to the primary position it
+covers (never creating it), so a Redis that lost keys shows it: the mark is missing, or lower
+than a mark this relay has seen. The relay then re-applies every invalidation processed within
+the fence TTL (the span fences are meant to cover) before setting the mark again: fences come
+back, entries filled in the meantime are deleted, list generations move on, and the near caches
+hear it all as announcements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+import structlog
+
+from app.contracts.cache_keys import CACHE_MARK, lsn_hex, parse_lsn_hex
+from app.contracts.cache_scripts import CacheScripts
+from app.contracts.events import encode_announcements
+from app.core.db import lsn_to_int
+from app.core.metrics import CACHE_AMNESIA
+from app.core.sql import queries
+from app.invalidation.batch import BatchOptions
+from app.invalidation.plan import InvalidationPlan, apply_plan
+
+Q = queries("outbox")
+log = structlog.get_logger("catalog.relay")
+
+
+@dataclass(slots=True)
+class CacheMemory:
+    """What one relay knows of the cache's mark: the highest it has written or seen."""
+
+    seen: int = 0
+
+    async def forgot(self, scripts: CacheScripts) -> bool:
+        """Has Redis lost keys since this relay last looked? (Redis errors propagate.)"""
+        mark = parse_lsn_hex(await scripts.redis.get(CACHE_MARK))
+        if mark is None or mark < self.seen:
+            return True
+        self.seen = mark
+        return False
+
+    async def recover(
+        self, conn: asyncpg.Connection[asyncpg.Record], scripts: CacheScripts, options: BatchOptions, window_s: float
+    ) -> int:
+        """Re-apply the invalidations processed within ``window_s``, then set the mark; returns how many."""
+        CACHE_AMNESIA.inc()
+        # Everything committed before this position is covered once the re-apply below is done.
+        lsn = lsn_to_int(await conn.fetchval(Q["wal_insert_lsn"]))
+        reapplied = 0
+        after_id = 0
+        while True:
+            rows = await conn.fetch(Q["recently_processed"], float(window_s), after_id, options.batch_size)
+            if not rows:
+                break
+            plan = InvalidationPlan.of(row["payload"] for row in rows)
+            await apply_plan(
+                scripts, plan, options.fence_ttl_ms, lsn=lsn, generation_interval_ms=options.generation_interval_ms
+            )
+            for payload in encode_announcements(plan.versions):
+                await conn.execute(Q["announce_invalidations"], payload)
+            reapplied += len(rows)
+            after_id = rows[-1]["id"]
+        await scripts.redis.set(CACHE_MARK, lsn_hex(lsn))
+        self.seen = max(self.seen, lsn)
+        log.warning("relay.cache_amnesia_recovered", reapplied=reapplied, window_s=window_s, mark=lsn_hex(lsn))
+        return reapplied

@@ -1,0 +1,112 @@
+"""Cache amnesia: Redis loses its keys (restart, flush, failover) while a replica trails the writes.
+
+The fences go with the keys; a reader then fills the old row from the lagging replica. Without
+recovery that row is served until its TTL by every instance; with it, the relay notices the
+missing mark, re-applies the recent invalidations, and every instance serves the truth once the
+replica catches up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from app.contracts.cache_keys import CACHE_MARK, fence_key, lsn_hex, product_key
+from app.contracts.cache_scripts import CacheScripts
+from app.invalidation.recovery import CacheMemory
+from app.main import runtime_of
+from devtools.stack import Stack
+from tests.fixtures.app import running_app
+from tests.fixtures.database import ScratchDatabase
+from tests.fixtures.stack import replay_paused, wait_for_replica
+
+pytestmark = pytest.mark.integration
+PRODUCT = 7
+
+
+async def _until(predicate, within_s: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + within_s
+    while not await predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+async def _version(client: httpx.AsyncClient) -> int:
+    response = await client.get(f"/products/{PRODUCT}")
+    assert response.status_code == 200
+    return int(response.json()["version"])
+
+
+@pytest.mark.parametrize("recovery", [False, True], ids=["without-recovery", "with-recovery"])
+async def test_redis_losing_its_keys_leaves_no_stale_product_on_any_instance(
+    stack: Stack,
+    db: ScratchDatabase,
+    admin_headers: dict[str, str],
+    redis_client: aioredis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    recovery: bool,
+) -> None:
+    if not recovery:  # the race, reproduced: relays that never notice Redis forgot
+        monkeypatch.setattr(CacheMemory, "forgot", lambda self, scripts: _never())
+    settings = db.settings(relay_enabled=True, relay_poll_interval_s=0.2, replica_max_lag_ms=20_000)
+    await redis_client.set(CACHE_MARK, lsn_hex(1))  # a Redis that has been with the relays all along
+    async with running_app(settings) as (app_a, first), running_app(settings) as (app_b, second):
+        instances = (first, second)
+        before = await _version(first)
+        for client in instances:
+            assert await _version(client) == before  # cached everywhere
+        async with replay_paused(stack):
+            written = await first.patch(f"/products/{PRODUCT}", json={"price_cents": 777}, headers=admin_headers)
+            assert written.status_code == 200
+            first.cookies.clear()  # from here on an anonymous reader: the replica's lag is allowed
+            new = written.json()["version"]
+
+            async def invalidated() -> bool:
+                raw = await redis_client.get(fence_key(PRODUCT))
+                return raw is not None and int(raw) >= new
+
+            async def heard_everywhere() -> bool:  # every near cache has dropped the old row
+                entries = [runtime_of(app).near_cache.get(PRODUCT) for app in (app_a, app_b)]  # type: ignore[union-attr]
+                return all(entry is None or entry.version >= new for entry in entries)
+
+            await _until(invalidated)
+            await _until(heard_everywhere)
+            await redis_client.flushdb()  # amnesia: fences, entries, generations, the mark
+            for client in instances:  # misses fill from the paused replica: the old row
+                assert await _version(client) == before
+            if recovery:
+
+                async def marked() -> bool:  # set last, once the re-apply is done
+                    return await redis_client.get(CACHE_MARK) is not None
+
+                await _until(marked, within_s=5)  # the relay noticed and re-applied
+                assert await invalidated(), "the fence is back"
+                assert await redis_client.get(product_key(PRODUCT)) is None, "the old row was dropped"
+        await wait_for_replica(stack)
+        await asyncio.sleep(0.3)  # near caches hear the re-applied announcements
+        served = [await _version(client) for client in instances for _ in range(3)]
+        if recovery:
+            assert served == [new] * len(served)
+        else:
+            assert before in served, "without recovery the old row should have survived"
+
+
+async def _never() -> bool:
+    return False
+
+
+async def test_a_rolled_back_mark_is_amnesia_too(redis_client: aioredis.Redis) -> None:
+    """A Redis failover to a replica that missed the last writes keeps the mark, but an older one."""
+    scripts = CacheScripts(redis_client)
+    memory = CacheMemory()
+    assert await memory.forgot(scripts), "no mark at all: a Redis that never heard from a relay"
+    await redis_client.set(CACHE_MARK, lsn_hex(500))
+    assert not await memory.forgot(scripts)
+    await redis_client.set(CACHE_MARK, lsn_hex(600))
+    assert not await memory.forgot(scripts)
+    await redis_client.set(CACHE_MARK, lsn_hex(550))  # the failover lost the last batch's writes
+    assert await memory.forgot(scripts)
