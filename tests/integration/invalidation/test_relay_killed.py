@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -51,21 +50,21 @@ async def test_a_relay_killed_mid_drain_loses_nothing(
         "CATALOG_RELAY_BATCH_SIZE": "500",
         "CATALOG_LOG_LEVEL": "warning",
     }
-    doomed = subprocess.Popen(  # the standalone `catalog relay` process
-        [sys.executable, "-m", "app", "relay", "--name", "doomed"], env=env, stderr=subprocess.DEVNULL
+    doomed = await asyncio.create_subprocess_exec(  # the standalone `catalog relay` process
+        sys.executable, "-m", "app", "relay", "--name", "doomed", env=env, stderr=asyncio.subprocess.DEVNULL
     )
     try:
         deadline = time.monotonic() + 30
         while await _count(primary, "processed_at IS NOT NULL") < EVENTS // 10:
-            assert doomed.poll() is None, "the relay died on its own"
+            assert doomed.returncode is None, "the relay died on its own"
             assert time.monotonic() < deadline, "the relay did not start draining"
             await asyncio.sleep(0.005)
         doomed.send_signal(signal.SIGKILL)  # mid-drain: a batch is very likely claimed right now
-        doomed.wait(10)
+        await asyncio.wait_for(doomed.wait(), 10)
     finally:
-        if doomed.poll() is None:
+        if doomed.returncode is None:
             doomed.kill()
-            doomed.wait()
+            await doomed.wait()
     done_by_doomed = await _count(primary, "processed_by = 'doomed'")
     assert 0 < done_by_doomed < EVENTS, "killed mid-drain"
 
