@@ -13,6 +13,7 @@ import bisect
 import contextlib
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import structlog
@@ -105,21 +106,25 @@ class ReplicaMonitor:
         replica.up = True
         replica.last_ok = time.monotonic()
 
-    async def poll_once(self) -> None:
-        primary_lsn, _ = await asyncio.gather(
-            self._primary_lsn(), asyncio.gather(*(self._poll_replica(r) for r in self.router.replicas))
-        )
+    async def sample_primary(self) -> None:
+        """Where the primary's WAL is now; a failed sample marks it unreachable at once."""
+        primary_lsn = await self._primary_lsn()
         now = time.monotonic()
         if primary_lsn is not None:
             self.history.record(now, primary_lsn)
             self._last_primary_sample = now
-        # A failed sample is enough to stop trusting the primary: reads move to the replicas now
-        # (degraded), not after every one of them has failed on it.
+        # One failed sample is enough to stop trusting the primary: reads move to the replicas
+        # now (degraded), not after every one of them has failed on it.
         reachable = primary_lsn is not None
         if reachable != self.router.primary_reachable:
             log.warning("reads.primary_reachable" if reachable else "reads.primary_unreachable")
         self.router.primary_reachable = reachable
         PRIMARY_UP.set(1 if reachable else 0)
+
+    async def sample_replicas(self) -> None:
+        """Each replica's replay position, and its lag against the primary's recent history."""
+        await asyncio.gather(*(self._poll_replica(r) for r in self.router.replicas))
+        now = time.monotonic()
         # Without a recent primary position a replica's lag cannot be known: treat it as unbounded.
         primary_known = now - self._last_primary_sample < STALE_POLL_S
         for replica in self.router.replicas:
@@ -127,20 +132,34 @@ class ReplicaMonitor:
             replica.lag_s = self.history.lag_of(replica.replay_lsn, now) if known else float("inf")
             REPLICA_UP.labels(replica.name).set(1 if replica.up else 0)
             REPLICA_LAG.labels(replica.name).set(replica.lag_s if replica.up else -1)
-            fresh_enough = replica.lag_s <= self.router.max_lag_s or not reachable
+            fresh_enough = replica.lag_s <= self.router.max_lag_s or not self.router.primary_reachable
             REPLICA_ELIGIBLE.labels(replica.name).set(1 if replica.healthy(now) and fresh_enough else 0)
 
+    async def poll_once(self) -> None:
+        """Sample the primary, then the replicas (start-up and tests; ``run`` keeps them apart)."""
+        await self.sample_primary()
+        await self.sample_replicas()
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Poll until stopped; a failing poll only marks things down, it never ends the loop."""
+        """Poll until stopped; a failing poll only marks things down, it never ends the loop.
+
+        The primary and the replicas are sampled by separate loops, so a frozen primary (whose
+        probe waits out its timeout) cannot make healthy replicas look stale, and the reverse.
+        """
         try:
-            while not stop.is_set():
-                started = time.monotonic()
-                try:
-                    await self.poll_once()
-                except Exception:
-                    log.exception("reads.monitor_failed")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), max(0.0, self.interval_s - (time.monotonic() - started)))
+            await asyncio.gather(
+                self._every_interval(self.sample_primary, stop), self._every_interval(self.sample_replicas, stop)
+            )
         finally:
             for probe in (self._primary, *self._replicas.values()):
                 probe.close()
+
+    async def _every_interval(self, sample: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                await sample()
+            except Exception:
+                log.exception("reads.monitor_failed", sample=sample.__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(0.0, self.interval_s - (time.monotonic() - started)))
