@@ -46,6 +46,7 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,  # admin/crash shutdown, starting up, canceled
     asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.InternalClientError,  # the protocol lost track of the connection's state
 )
 _BAD_INPUT: tuple[type[BaseException], ...] = (asyncpg.exceptions._base.DataError,)
 
@@ -140,8 +141,14 @@ class _BoundedPool:
         except CONNECTION_ERRORS as exc:
             if not is_unavailable(exc):
                 raise
+            conn.terminate()  # never hand a broken connection to the next caller
             await self._failed(exc)
             raise DatabaseUnavailable(self.server, f"lost: {type(exc).__name__}") from exc
+        except asyncio.CancelledError:
+            # Cancelled mid-statement (a client gone, a deadline): the server may still be running
+            # it; a fresh connection is cheaper than a confused one.
+            conn.terminate()
+            raise
         finally:
             await self._pool.release(conn)
 

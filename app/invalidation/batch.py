@@ -51,6 +51,7 @@ class BatchOutcome:
     error: str | None = None
     # The cache's memory mark was missing when this batch was applied: Redis lost its keys.
     forgotten: bool = False
+    lsn: int = 0  # the primary position this batch raised the mark to
 
 
 async def process_batch(
@@ -99,7 +100,7 @@ async def process_batch(
             OUTBOX_FAILED.labels(row["event_type"]).inc()
         return BatchOutcome(0, len(ids), error)
     _observe(rows)
-    return BatchOutcome(len(ids), 0, forgotten=not remembered)
+    return BatchOutcome(len(ids), 0, forgotten=not remembered, lsn=lsn)
 
 
 def _observe(rows: list[asyncpg.Record]) -> None:

@@ -112,12 +112,15 @@ class OutboxRelay:
         """Relay until ``stop`` is set; connection failures are retried with capped backoff."""
         backoff = 0.05
         while not stop.is_set():
+            sessions = self.connections
             try:
                 await self._session(stop)
                 backoff = 0.05
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001  (a relay must outlive any single failure)
+                if self.connections > sessions:
+                    backoff = 0.05  # that session was up: a new failure, not the same outage going on
                 self.connected = False
                 self.last_error = f"{type(exc).__name__}: {exc}"[:500]
                 known = isinstance(exc, (*CONNECTION_ERRORS, asyncpg.PostgresError, ListenerLostError))
@@ -217,6 +220,10 @@ class OutboxRelay:
                     return self._redis_failed(outcome.error, processed, failed)
                 if outcome.forgotten:
                     await self.memory.recover(conn, self.scripts, self.batch, self.fence_ttl_s)
+                else:
+                    # Remember the mark we raised, not only the ones we read: a Redis failover that
+                    # loses just our last batch leaves a lower mark, and we notice.
+                    self.memory.seen = max(self.memory.seen, outcome.lsn)
                 self._redis_backoff_s = 0.0
                 if outcome.processed:
                     self.processed_total += outcome.processed

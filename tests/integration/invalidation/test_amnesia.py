@@ -9,15 +9,19 @@ replica catches up.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
+import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
 
 from app.contracts.cache_keys import CACHE_MARK, fence_key, lsn_hex, product_key
 from app.contracts.cache_scripts import CacheScripts
+from app.core.db import init_connection
 from app.invalidation.recovery import CacheMemory
+from app.invalidation.relay import OutboxRelay
 from app.main import runtime_of
 from devtools.stack import Stack
 from tests.fixtures.app import running_app
@@ -110,3 +114,31 @@ async def test_a_rolled_back_mark_is_amnesia_too(redis_client: aioredis.Redis) -
     assert not await memory.forgot(scripts)
     await redis_client.set(CACHE_MARK, lsn_hex(550))  # the failover lost the last batch's writes
     assert await memory.forgot(scripts)
+
+
+async def test_a_relay_notices_a_failover_that_lost_its_own_last_batch(
+    db: ScratchDatabase, redis_client: aioredis.Redis, primary: asyncpg.Connection
+) -> None:
+    settings = db.settings()
+    relay = OutboxRelay("r", settings.db.primary_dsn, redis_client, settings.relay, settings.cache)
+    conn = await asyncpg.connect(settings.db.primary_dsn)
+    try:
+        await init_connection(conn)
+        await redis_client.set(CACHE_MARK, lsn_hex(1))
+        payload = {"id": PRODUCT, "version": 9, "category_id": 1, "old_category_id": 1}
+        await primary.execute(
+            "INSERT INTO outbox (event_type, aggregate_id, payload) VALUES ('product.updated', $1, $2::jsonb)",
+            PRODUCT,
+            json.dumps(payload),
+        )
+        assert (await relay.drain(conn)).processed == 1
+        assert await redis_client.get(fence_key(PRODUCT)) == b"9"
+        # A Redis failover to a replica that missed exactly that batch: its fence, and the mark it raised.
+        await redis_client.delete(fence_key(PRODUCT))
+        await redis_client.set(CACHE_MARK, lsn_hex(1))
+        await redis_client.set(product_key(PRODUCT), b"8|{}")  # an entry the batch had deleted
+        await relay.drain(conn)
+        assert await redis_client.get(fence_key(PRODUCT)) == b"9", "the lost batch was re-applied"
+        assert await redis_client.get(product_key(PRODUCT)) is None
+    finally:
+        await conn.close()
