@@ -16,6 +16,7 @@ from app.contracts.policy import policy
 from app.contracts.ryw import RywCookies
 from app.core.problems import Problem
 from app.core.schemas import MAX_BIGINT
+from app.core.validation import strict_body
 
 IdempotencyKey = Annotated[
     str | None,
@@ -34,6 +35,7 @@ _encoder = msgspec.json.Encoder()
 
 @post(
     **policy("checkout").handler_kwargs(),
+    before_request=strict_body(CheckoutRequest),
     status_code=201,
     responses={
         201: ResponseSpec(data_container=Order, description="Order placed"),

@@ -1,12 +1,16 @@
-"""RFC 9457 problem details for every error response.
+"""RFC 9457 problem details for every error response, in one shape.
 
-Bad input is a 4xx with the offending field named; an unexpected error is a logged 500 with no
-internals leaked.
+Every problem has ``type`` (``/problems/<code>``), ``title``, ``status``, ``detail``, ``code`` and
+``instance``; a validation problem adds ``errors: [{field, message, source}]`` with fields written
+as paths (``items[0].quantity``). Bad input is a 4xx with the offending field named; a dependency
+that is down is a 503 with ``Retry-After``; an unexpected error is a logged 500 with no internals
+leaked.
 """
 
 from __future__ import annotations
 
 import re
+from http import HTTPStatus
 from typing import Any
 
 import asyncpg
@@ -16,6 +20,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from app.core.db import DatabaseUnavailable
+from app.core.validation import BAD_INPUT_ERRORS, field_error
 
 PROBLEM_JSON = "application/problem+json"
 log = structlog.get_logger("catalog.http")
@@ -30,59 +35,83 @@ class Problem(HTTPException):
         self.extensions = extensions
 
 
-_MSGSPEC_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
+class ProblemBody(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The members every problem has (the OpenAPI document shows this for every error response)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    instance: str
+    errors: list[dict[str, Any]] | None = None
 
 
-def _field_errors(exc: ValidationException) -> list[dict[str, Any]]:
+def problem_response(
+    request: Request[Any, Any, Any], status: int, code: str, detail: str, **extensions: Any
+) -> Response[bytes]:
+    """The one way a problem is written."""
+    body: dict[str, Any] = {
+        "type": f"/problems/{code.replace('_', '-')}",
+        "title": _title(status),
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "instance": request.url.path,
+        **extensions,
+    }
+    return Response(
+        content=msgspec.json.encode(body),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+_MISSING = re.compile(r"^Missing required (\w+) parameter '([^']+)'")
+
+
+def _validation_errors(exc: ValidationException) -> list[dict[str, Any]]:
+    missing = _MISSING.match(str(exc.detail))
+    if missing:  # Litestar says so in prose only
+        return [{"field": missing.group(2), "message": "required", "source": missing.group(1)}]
     errors: list[dict[str, Any]] = []
-    extra = exc.extra if isinstance(exc.extra, list) else []
-    for item in extra:
+    for item in exc.extra if isinstance(exc.extra, list) else []:
         if not isinstance(item, dict):
             continue
-        message = str(item.get("message", ""))
-        field = item.get("key")
-        match = _MSGSPEC_PATH.search(message)
-        if match:
-            field = field or match.group(1) or None
-            message = message[: match.start()]
-        named = re.search(r"(?:unknown|missing required) field `([^`]+)`", message)
-        if named:
-            field = named.group(1)
-        elif field == "data":  # Litestar's name for the whole body
-            field = None
-        errors.append({"field": field, "source": item.get("source"), "message": message})
+        if {"field", "message"} <= item.keys():  # already ours (core/validation.py)
+            errors.append(item)
+            continue
+        # Litestar's: {"key", "message", "source"}; "data" is its name for the whole body.
+        error = field_error(str(item.get("message", "")), str(item.get("source") or "body"))
+        key = item.get("key")
+        if error["field"] is None and key not in (None, "data"):
+            error["field"] = key
+        errors.append(error)
     return errors
-
-
-def _problem_response(request: Request[Any, Any, Any], status: int, body: dict[str, Any]) -> Response[bytes]:
-    body.setdefault("type", "about:blank")
-    body["status"] = status
-    body.setdefault("instance", request.url.path)
-    headers = {"Cache-Control": "no-store"}
-    return Response(content=msgspec.json.encode(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
 def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     """Map every HTTPException (ours, validation, routing) to problem+json."""
     status = exc.status_code
-    body: dict[str, Any] = {"title": _title(status), "detail": exc.detail}
     if isinstance(exc, Problem):
-        body["type"] = f"/problems/{exc.code.replace('_', '-')}"
-        body["code"] = exc.code
-        body.update(exc.extensions)
+        response = problem_response(request, status, exc.code, exc.detail, **exc.extensions)
     elif isinstance(exc, ValidationException):
-        errors = _field_errors(exc)
-        body["code"] = "validation_error"
-        body["errors"] = errors
-        fields = [e["field"] for e in errors if e["field"]]
-        if fields:
-            body["detail"] = f"invalid {', '.join(sorted(set(fields)))}: {errors[0]['message']}"
+        errors = _validation_errors(exc)
+        fields = sorted({e["field"] for e in errors if e["field"]})
+        detail = f"invalid {', '.join(fields)}: {errors[0]['message']}" if fields else exc.detail
+        response = problem_response(request, status, "validation_error", detail, errors=errors)
     else:
-        body["code"] = _title(status).lower().replace(" ", "_")
-    response = _problem_response(request, status, body)
+        response = problem_response(request, status, _title(status).lower().replace(" ", "_"), exc.detail)
     if exc.headers:
         response.headers.update(exc.headers)
     return response
+
+
+def bad_input_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """A value the database cannot take reached it: still the client's input, so a 400."""
+    log.warning("http.bad_input_reached_database", path=request.url.path, error=type(exc).__name__)
+    return problem_response(request, 400, "invalid_input", "a value in the request cannot be stored or searched")
 
 
 def unavailable_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
@@ -92,8 +121,7 @@ def unavailable_handler(request: Request[Any, Any, Any], exc: Exception) -> Resp
     else:  # a statement ran past its deadline
         server, retry_after, detail = "database", 1, "the database did not answer in time"
     log.warning("http.unavailable", path=request.url.path, server=server, error=str(exc))
-    body = {"title": "Service Unavailable", "detail": detail, "code": "unavailable", "dependency": server}
-    response = _problem_response(request, 503, {"type": "/problems/unavailable", **body})
+    response = problem_response(request, 503, "unavailable", detail, dependency=server)
     response.headers["Retry-After"] = str(retry_after)
     return response
 
@@ -101,23 +129,20 @@ def unavailable_handler(request: Request[Any, Any, Any], exc: Exception) -> Resp
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     """A bug, not bad input: log it with the request id and answer a generic 500."""
     log.exception("http.unhandled_error", path=request.url.path, error=type(exc).__name__)
-    return _problem_response(
-        request, 500, {"title": "Internal Server Error", "detail": "unexpected error", "code": "internal_error"}
-    )
+    return problem_response(request, 500, "internal_error", "unexpected error")
 
 
 def _title(status: int) -> str:
-    from http import HTTPStatus
-
     try:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Error"
 
 
-EXCEPTION_HANDLERS = {
+EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
     HTTPException: http_exception_handler,
     DatabaseUnavailable: unavailable_handler,
     asyncpg.QueryCanceledError: unavailable_handler,
+    **dict.fromkeys(BAD_INPUT_ERRORS, bad_input_handler),
     Exception: internal_error_handler,
 }

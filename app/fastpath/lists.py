@@ -143,7 +143,12 @@ class ListReads:
     async def search(self, q: str, limit: int, cursor: str | None, token: RywToken | None) -> View:
         text = normalise_query(q)
         if not text:
-            raise Problem(400, "validation_error", "q must contain a search term", errors=[{"field": "q"}])
+            raise Problem(
+                400,
+                "validation_error",
+                "invalid q: must contain a search term",
+                errors=[{"field": "q", "message": "must contain a search term", "source": "query"}],
+            )
         query_digest = digest(text)
         start: SearchCursor | None = None
         if cursor:

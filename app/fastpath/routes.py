@@ -15,6 +15,7 @@ from app.contracts.product import ProductRead
 from app.contracts.ryw import RywCookies, RywToken
 from app.core.problems import Problem
 from app.core.schemas import MAX_BIGINT
+from app.core.validation import LINE_PATTERN, TEXT_RULE
 from app.fastpath.lists import ListReads
 from app.fastpath.products import ProductReads
 from app.fastpath.views import Items, ProductPage, SearchPage, View
@@ -22,8 +23,13 @@ from app.fastpath.views import Items, ProductPage, SearchPage, View
 ProductId = Annotated[int, PathParameter(ge=1, le=MAX_BIGINT, description="product id")]
 CategoryId = Annotated[int, PathParameter(ge=1, le=MAX_BIGINT, description="category id")]
 Limit = Annotated[int, QueryParameter(ge=1, le=100, description="page size (1-100)")]
-Cursor = Annotated[str | None, QueryParameter(max_length=512, description="next_cursor of the previous page")]
-SearchText = Annotated[str, QueryParameter(min_length=1, max_length=200, description="search words")]
+Cursor = Annotated[
+    str | None,
+    QueryParameter(max_length=512, pattern=r"^[A-Za-z0-9_-]*$", description="next_cursor of the previous page"),
+]
+SearchText = Annotated[
+    str, QueryParameter(min_length=1, max_length=200, pattern=LINE_PATTERN, description=f"search words; {TEXT_RULE}")
+]
 IfNoneMatch = Annotated[str | None, HeaderParameter(name="If-None-Match", required=False)]
 # A writer's own reads must never come from a shared or browser cache that predates the write.
 _RYW_CACHE_CONTROL = "private, no-cache"

@@ -14,6 +14,7 @@ from app.contracts.policy import policy
 from app.contracts.product import ProductRead
 from app.contracts.ryw import RywCookies
 from app.core.schemas import MAX_BIGINT
+from app.core.validation import strict_body
 from app.writes.preconditions import parse_if_match
 from app.writes.schemas import InventoryDelta, ProductCreate, ProductPatch, ProductReplace
 from app.writes.service import ProductWrites, WriteResult
@@ -43,6 +44,7 @@ def _written(
 
 @post(
     **policy("product.create").handler_kwargs(),
+    before_request=strict_body(ProductCreate),
     status_code=201,
     responses={201: ResponseSpec(data_container=ProductRead, description="Created")},
 )
@@ -57,7 +59,11 @@ async def create_product(
     return _written(request, ryw, result, status_code=201)
 
 
-@put(**policy("product.replace").handler_kwargs(), responses=_PRODUCT_RESPONSE)
+@put(
+    **policy("product.replace").handler_kwargs(),
+    before_request=strict_body(ProductReplace),
+    responses=_PRODUCT_RESPONSE,
+)
 async def replace_product(
     *,
     request: Request[Any, Any, Any],
@@ -71,7 +77,9 @@ async def replace_product(
     return _written(request, ryw, await product_writes.update(product_id, fields, parse_if_match(if_match)))
 
 
-@patch(**policy("product.update").handler_kwargs(), responses=_PRODUCT_RESPONSE)
+@patch(
+    **policy("product.update").handler_kwargs(), before_request=strict_body(ProductPatch), responses=_PRODUCT_RESPONSE
+)
 async def update_product(
     *,
     request: Request[Any, Any, Any],
@@ -87,6 +95,7 @@ async def update_product(
 
 @post(
     **policy("product.adjust_inventory").handler_kwargs(),
+    before_request=strict_body(InventoryDelta),
     status_code=200,
     responses=_PRODUCT_RESPONSE,
 )

@@ -7,10 +7,11 @@ from typing import Annotated
 from msgspec import UNSET, Meta, UnsetType
 
 from app.core.schemas import MAX_BIGINT, Schema
+from app.core.validation import LINE_PATTERN, TEXT_PATTERN, TEXT_RULE
 
 Sku = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
-Name = Annotated[str, Meta(min_length=1, max_length=200)]
-Description = Annotated[str, Meta(max_length=5000)]
+Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=LINE_PATTERN, description=TEXT_RULE)]
+Description = Annotated[str, Meta(max_length=5000, pattern=TEXT_PATTERN, description=TEXT_RULE)]
 CategoryId = Annotated[int, Meta(ge=1, le=MAX_BIGINT)]
 PriceCents = Annotated[int, Meta(ge=0, le=10**12)]
 Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]

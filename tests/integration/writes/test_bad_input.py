@@ -45,6 +45,43 @@ CASES: list[tuple[str, str, object, int, str | None]] = [
     ("GET", "/products/999999", None, 404, None),
     ("GET", "/no/such/route", None, 404, None),
     ("POST", "/healthz", None, 405, None),
+    # Hostile input: what Postgres cannot store or search, and what a lenient decoder would accept.
+    ("POST", "/products", {**VALID, "name": "n\u0000"}, 400, "name"),
+    ("POST", "/products", {**VALID, "name": "bell\u0007"}, 400, "name"),
+    ("POST", "/products", {**VALID, "name": "two\nlines"}, 400, "name"),
+    ("POST", "/products", {**VALID, "description": "ok\nthen\u0000"}, 400, "description"),
+    ("POST", "/products", b'{"sku":"S-9","name":"\\ud800","category_id":1,"price_cents":1}', 400, None),
+    ("POST", "/products", {**VALID, "price_cents": "12"}, 400, "price_cents"),
+    ("POST", "/products", {**VALID, "category_id": True}, 400, "category_id"),
+    ("POST", "/products", b"[" * 50_000, 400, None),
+    ("POST", "/products", b'{"sku": "S-1"' + b', "a": {"b": ' * 2_000, 400, None),
+    ("PATCH", "/products/1", {"price_cents": "12"}, 400, "price_cents"),
+    ("POST", "/products/1/inventory", {"delta": "1"}, 400, "delta"),
+    (
+        "POST",
+        "/checkout",
+        {"items": [{"product_id": 1, "quantity": "1", "expected_price_cents": 1}]},
+        400,
+        "items[0].quantity",
+    ),
+    ("POST", "/checkout", {"items": [{"product_id": 1, "quantity": 1}]}, 400, "items[0].expected_price_cents"),
+    (
+        "POST",
+        "/checkout",
+        {"items": [{"product_id": 2**70, "quantity": 1, "expected_price_cents": 1}]},
+        400,
+        "items[0].product_id",
+    ),
+    ("GET", "/search/products?q=%00abc", None, 400, "q"),
+    ("GET", "/search/products?q=a%01b", None, 400, "q"),
+    ("GET", "/search/products", None, 400, "q"),
+    ("GET", "/search/products?q=%20%20", None, 400, "q"),
+    ("GET", "/search/products?q=lamp&cursor=%00", None, 400, "cursor"),
+    ("GET", "/search/products?q=lamp&cursor=" + "A" * 600, None, 400, "cursor"),
+    ("GET", "/search/products?q=lamp&cursor=bm90LWEtY3Vyc29y", None, 400, "cursor"),
+    ("GET", "/categories/1/products?limit=0", None, 400, "limit"),
+    ("GET", "/categories/1/products?limit=101", None, 400, "limit"),
+    ("GET", "/recommendations?product_id=abc", None, 400, "product_id"),
 ]
 
 
@@ -68,11 +105,14 @@ async def test_bad_input_is_a_problem(
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
     problem = response.json()
+    # One shape for every problem.
+    assert {"type", "title", "status", "detail", "code", "instance"} <= problem.keys(), problem
     assert problem["status"] == status
-    assert problem["title"]
-    assert problem["detail"]
+    assert problem["type"] == "/problems/" + problem["code"].replace("_", "-")
+    assert problem["instance"] == path.split("?", maxsplit=1)[0]
     if field is not None:
         assert field in [e["field"] for e in problem["errors"]], problem
+        assert all({"field", "message", "source"} <= e.keys() for e in problem["errors"]), problem
         assert field in problem["detail"]
     assert await primary.fetchval("SELECT count(*) FROM outbox") == 0, "bad input must not write"
 
