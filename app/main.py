@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 
 from app.checkout.routes import ROUTES as CHECKOUT_ROUTES
 from app.checkout.service import Checkout
+from app.checkout.tokens import OrderTokens
 from app.contracts.ryw import RywCookies
 from app.core.auth import admin_guard
 from app.core.breaker import CircuitBreaker
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None, **litestar_options: Any) -> Lit
     slot = _RuntimeSlot()
     ryw = RywCookies(settings.ryw)
     display = DisplayResponder(ryw, debug_headers=settings.debug_headers)
+    order_tokens = OrderTokens(settings.ryw.secret)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -133,6 +135,7 @@ def create_app(settings: Settings | None = None, **litestar_options: Any) -> Lit
         "health": provide(lambda r: r.health),
         "display": Provide(lambda: display, sync_to_thread=False),
         "ryw": Provide(lambda: ryw, sync_to_thread=False),
+        "order_tokens": Provide(lambda: order_tokens, sync_to_thread=False),
     }
     prometheus = PrometheusConfig(app_name="catalog", group_path=True, exclude=["/metrics"])
     extra_handlers = litestar_options.pop("route_handlers", [])

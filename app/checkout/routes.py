@@ -10,8 +10,9 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody, PathParameter
 
-from app.checkout.schemas import CheckoutRequest, Order
+from app.checkout.schemas import CheckoutRequest, Order, OrderPlaced
 from app.checkout.service import Checkout
+from app.checkout.tokens import OrderTokens
 from app.contracts.policy import policy
 from app.contracts.ryw import RywCookies
 from app.core.problems import Problem
@@ -30,6 +31,16 @@ IdempotencyKey = Annotated[
     ),
 ]
 OrderId = Annotated[int, PathParameter(ge=1, le=MAX_BIGINT, description="order id")]
+OrderToken = Annotated[
+    str | None,
+    HeaderParameter(
+        name="X-Order-Token",
+        required=False,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="The order_token the checkout returned; without it the order is not found",
+    ),
+]
 _encoder = msgspec.json.Encoder()
 
 
@@ -38,8 +49,8 @@ _encoder = msgspec.json.Encoder()
     before_request=strict_body(CheckoutRequest),
     status_code=201,
     responses={
-        201: ResponseSpec(data_container=Order, description="Order placed"),
-        200: ResponseSpec(data_container=Order, description="Idempotent replay: the order placed earlier"),
+        201: ResponseSpec(data_container=OrderPlaced, description="Order placed"),
+        200: ResponseSpec(data_container=OrderPlaced, description="Idempotent replay: the order placed earlier"),
     },
 )
 async def checkout(
@@ -47,29 +58,38 @@ async def checkout(
     request: Request[Any, Any, Any],
     data: JSONBody[CheckoutRequest],
     checkout: NamedDependency[Checkout],
+    order_tokens: NamedDependency[OrderTokens],
     ryw: NamedDependency[RywCookies],
     idempotency_key: IdempotencyKey = None,
 ) -> Response[bytes]:
     result = await checkout.place(data.items, idempotency_key)
-    headers = {"Location": f"/orders/{result.order.order_id}"}
+    order = result.order
+    placed = OrderPlaced(**msgspec.structs.asdict(order), order_token=order_tokens.issue(order.order_id))
+    headers = {"Location": f"/orders/{order.order_id}"}
     if result.replayed:
         headers["Idempotent-Replayed"] = "true"
-        return Response(_encoder.encode(result.order), status_code=200, media_type="application/json", headers=headers)
+        return Response(_encoder.encode(placed), status_code=200, media_type="application/json", headers=headers)
     # The shopper's next product page shows the stock they just took (product versions only:
     # lists may show stock up to their TTL late, so this token does not route lists to the primary).
     cookie = ryw.after_write(request.cookies, 0, result.written)
     return Response(
-        _encoder.encode(result.order), status_code=201, media_type="application/json", headers=headers,
-        cookies=[cookie],
-    )  # fmt: skip
+        _encoder.encode(placed), status_code=201, media_type="application/json", headers=headers, cookies=[cookie]
+    )
 
 
 @get(
     **policy("order.get").handler_kwargs(),
     responses={200: ResponseSpec(data_container=Order, description="The order")},
 )
-async def get_order(*, order_id: OrderId, checkout: NamedDependency[Checkout]) -> Response[bytes]:
-    order = await checkout.get_order(order_id)
+async def get_order(
+    *,
+    order_id: OrderId,
+    checkout: NamedDependency[Checkout],
+    order_tokens: NamedDependency[OrderTokens],
+    order_token: OrderToken = None,
+) -> Response[bytes]:
+    # The token is checked before the database is asked: a stranger learns nothing, not even timing.
+    order = await checkout.get_order(order_id) if order_tokens.verify(order_id, order_token) else None
     if order is None:
         raise Problem(404, "order_not_found", f"order {order_id} does not exist")
     return Response(_encoder.encode(order), media_type="application/json")

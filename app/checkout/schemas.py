@@ -38,3 +38,9 @@ class Order(msgspec.Struct, kw_only=True):
     total_cents: int
     currency: str
     created_at: datetime
+
+
+class OrderPlaced(Order, kw_only=True):
+    """The checkout's answer: the order, and the token that opens it (``X-Order-Token``)."""
+
+    order_token: str

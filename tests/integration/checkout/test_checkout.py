@@ -194,19 +194,31 @@ async def test_unknown_and_archived_products(
     assert await primary.fetchval("SELECT inventory FROM products WHERE id = 18") == stock
 
 
-async def test_get_order_reads_the_primary(client: httpx.AsyncClient, primary: asyncpg.Connection) -> None:
+async def test_an_order_opens_only_with_its_token_and_reads_the_primary(
+    client: httpx.AsyncClient, primary: asyncpg.Connection
+) -> None:
     price = await primary.fetchval("UPDATE products SET inventory = 9 WHERE id = 19 RETURNING price_cents")
     response = await client.post("/checkout", json={"items": [_line(19, price, 2)]})
     assert response.status_code == 201, response.text
     placed = response.json()
-    # Right after the commit, before the replica could have it: the order is there.
-    fetched = await client.get(f"/orders/{placed['order_id']}")
+    token = placed.pop("order_token")
+    assert len(token) >= 22, "128 bits at least"
+    # Right after the commit, before the replica could have it: the order is there, for its holder.
+    fetched = await client.get(f"/orders/{placed['order_id']}", headers={"X-Order-Token": token})
     assert fetched.status_code == 200
     assert fetched.json() == placed
     assert fetched.headers["cache-control"] == "private, no-store"
-    missing = await client.get("/orders/987654321")
+    # A stranger learns nothing: no token, a wrong one, or another order's, all look like "no such order".
+    other = await client.post("/checkout", json={"items": [_line(19, price, 1)]})
+    for headers in ({}, {"X-Order-Token": "A" * 22}, {"X-Order-Token": other.json()["order_token"]}):
+        refused = await client.get(f"/orders/{placed['order_id']}", headers=headers)
+        assert refused.status_code == 404, headers
+        assert refused.json()["code"] == "order_not_found"
+    # Enumerating ids is no better: the neighbours are closed too.
+    for order_id in (placed["order_id"] - 1, placed["order_id"] + 1):
+        assert (await client.get(f"/orders/{order_id}", headers={"X-Order-Token": token})).status_code == 404
+    missing = await client.get("/orders/987654321", headers={"X-Order-Token": token})
     assert missing.status_code == 404
-    assert missing.json()["code"] == "order_not_found"
 
 
 async def test_checkout_feeds_top_sellers_and_the_buyers_view(db: ScratchDatabase, primary: asyncpg.Connection) -> None:

@@ -15,6 +15,7 @@ import time
 import httpx
 import pytest
 
+from app.checkout.tokens import OrderTokens
 from devtools.stack import Stack, free_port
 from tests.fixtures.app import running_app
 from tests.fixtures.database import ScratchDatabase
@@ -83,7 +84,8 @@ async def test_with_the_primary_unreachable_reads_go_on_and_writes_are_refused(
                     ("POST", "/checkout", {"items": [{"product_id": 1, "quantity": 1, "expected_price_cents": 1}]}),
                     ("GET", "/orders/1", None),
                 ):
-                    response, took = await _timed(client.request(method, path, json=body, headers=admin_headers))
+                    headers = {**admin_headers, "X-Order-Token": OrderTokens(settings.ryw.secret).issue(1)}
+                    response, took = await _timed(client.request(method, path, json=body, headers=headers))
                     _refused(response)
                     assert took < BOUND_S, path
 
