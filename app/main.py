@@ -149,7 +149,7 @@ def create_app(settings: Settings | None = None, **litestar_options: Any) -> Lit
             *extra_handlers,
         ],
         dependencies=dependencies,
-        guards=[admin_guard(settings.admin_token)],
+        guards=[admin_guard((settings.admin_token, *settings.admin_tokens))],
         lifespan=[lifespan],
         middleware=[
             request_context_middleware(settings.instance_name, debug_headers=settings.debug_headers),

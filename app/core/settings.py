@@ -138,6 +138,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     env: Literal["development", "test", "production"] = "development"
     instance_name: str = "catalog"
     admin_token: str = _DEV_ADMIN_TOKEN
+    # More accepted admin tokens, for rotation without downtime (README, "Admin tokens"): each a
+    # token, or "sha256:<64 hex>" of one so the secret itself need not sit in the environment.
+    admin_tokens: tuple[str, ...] = ()
     debug_headers: bool = False
     max_body_bytes: int = 65_536
     log_format: Literal["json", "console"] = "json"
@@ -170,6 +173,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             raise SettingsError("CATALOG_CACHE_FENCE_TTL_S must exceed 10x CATALOG_REPLICA_MAX_LAG_MS")
         if self.relay.poll_interval_s <= 0 or self.relay.batch_size < 1:
             raise SettingsError("CATALOG_RELAY_POLL_INTERVAL_S and CATALOG_RELAY_BATCH_SIZE must be positive")
+        for entry in self.admin_tokens:
+            if entry.startswith("sha256:") and not re.fullmatch(r"sha256:[0-9a-f]{64}", entry):
+                raise SettingsError("CATALOG_ADMIN_TOKENS: a sha256: entry needs 64 lower-case hex digits")
         if len(self.ryw.secret) < 16:
             raise SettingsError("CATALOG_RYW_SECRET must be at least 16 characters")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from litestar.routes import HTTPRoute
 
@@ -57,7 +59,7 @@ class _Handler:
 
 @pytest.mark.parametrize("key", sorted(POLICY_BY_ROUTE))
 async def test_the_admin_guard_asks_exactly_the_admin_routes_for_the_token(key: tuple[str, str]) -> None:
-    guard = admin_guard("the-token")
+    guard = admin_guard(["the-token"])
     admin = POLICY_BY_ROUTE[key].admin
     for authorization, status in ((None, 401), ("Bearer wrong", 403), ("Basic the-token", 401)):
         if admin:
@@ -80,3 +82,14 @@ def test_every_write_needs_the_admin_token_and_is_never_cached() -> None:
 def test_names_are_unique() -> None:
     names = [p.name for p in POLICIES]
     assert len(names) == len(set(names))
+
+
+async def test_several_admin_tokens_are_accepted_for_rotation() -> None:
+    old, new = "the-old-token", "the-new-token"
+    guard = admin_guard([old, "sha256:" + hashlib.sha256(new.encode()).hexdigest()])
+    admin_route = _Handler(("POST", "/products"))
+    for token in (old, new):  # a plain entry and a digest entry both open the admin routes
+        await guard(_Connection(f"Bearer {token}"), admin_route)  # type: ignore[arg-type]
+    with pytest.raises(Problem) as refused:
+        await guard(_Connection("Bearer sha256:" + hashlib.sha256(new.encode()).hexdigest()), admin_route)  # type: ignore[arg-type]
+    assert refused.value.status_code == 403, "the digest itself is not a credential"

@@ -53,6 +53,7 @@ def test_every_variable_name_is_unique_and_prefixed() -> None:
         ({"CATALOG_RYW_TTL_S": "1", "CATALOG_REPLICA_MAX_LAG_MS": "5000"}, "CATALOG_RYW_TTL_S"),
         ({"CATALOG_ENV": "production"}, "CATALOG_ADMIN_TOKEN"),
         ({"CATALOG_COOKIE_SECURE": "false"}, "CATALOG_RYW_COOKIE_SECURE"),
+        ({"CATALOG_ADMIN_TOKENS": "sha256:abc"}, "CATALOG_ADMIN_TOKENS"),
     ],
 )
 def test_bad_values_fail_with_the_variable_named(env: dict[str, str], names: str) -> None:
