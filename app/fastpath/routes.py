@@ -63,10 +63,12 @@ class DisplayResponder:
 
 
 def etag_matches(etag: str, if_none_match: str | None) -> bool:
-    """If-None-Match uses the weak comparison: ``W/"3"`` matches ``"3"``."""
+    """If-None-Match (RFC 9110 13.1.2) uses the weak comparison: ``W/"3"`` matches ``"3"``, and
+    ``*`` matches any current representation."""
     if if_none_match is None:
         return False
-    return etag in {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in tags or etag in tags
 
 
 @get(

@@ -1,4 +1,11 @@
-"""Conditional writes: the ``If-Match`` header against the product's version (its ETag)."""
+"""Conditional writes by the book (RFC 9110 13.1.1): ``If-Match`` against the product's ETag.
+
+Product ETags are strong (``"<version>"``) and ``If-Match`` uses the strong comparison: a weak tag
+(``W/"3"``) never matches, so a write carrying only weak tags is refused with 412, like a stale
+one. ``*`` matches any current product; a list matches if any of its tags does. The header is
+optional on every write that takes it (a client that does not send it accepts last-writer-wins);
+a malformed header is a 400, never silently ignored.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +13,28 @@ import re
 
 from app.core.problems import Problem
 
-_ETAG = re.compile(r'^(?:W/)?"(\d{1,18})"$')
+_TAG = re.compile(r'\s*(W/)?"([^"]*)"\s*(?:,|$)')
+_VERSION = re.compile(r"^\d{1,18}$")
 
 
-def parse_if_match(value: str | None) -> int | None:
-    """``"3"`` → 3; absent or ``*`` → None (any current version); anything else is a 400."""
+def parse_if_match(value: str | None) -> list[int] | None:
+    """The versions the client accepts: None for any (absent or ``*``), else the strong tags' versions.
+
+    ``"3"`` → [3]; ``"3", "4"`` → [3, 4]; ``W/"3"`` → [] (matches nothing: 412).
+    """
     if value is None or value.strip() == "*":
         return None
-    match = _ETAG.match(value.strip())
-    if match is None:
-        raise Problem(400, "invalid_if_match", 'If-Match must be an ETag such as "3"')
-    return int(match.group(1))
+    versions: list[int] = []
+    position = 0
+    text = value.strip()
+    while position < len(text):
+        match = _TAG.match(text, position)
+        if match is None or match.end() == position:
+            raise Problem(400, "invalid_if_match", 'If-Match must be "*" or a list of ETags such as "3"')
+        weak, tag = match.group(1), match.group(2)
+        if not weak and _VERSION.match(tag):
+            versions.append(int(tag))
+        position = match.end()
+    if not text:
+        raise Problem(400, "invalid_if_match", 'If-Match must be "*" or a list of ETags such as "3"')
+    return versions

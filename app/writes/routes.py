@@ -22,7 +22,13 @@ from app.writes.service import ProductWrites, WriteResult
 ProductId = Annotated[int, PathParameter(ge=1, le=MAX_BIGINT, description="product id")]
 IfMatch = Annotated[
     str | None,
-    HeaderParameter(name="If-Match", required=False, description='The ETag you last saw, e.g. "3"'),
+    HeaderParameter(
+        name="If-Match",
+        required=False,
+        max_length=1024,
+        description='Write only if the product is still at this version: the ETag you last saw, e.g. "3" '
+        "(strong comparison: W/ tags never match; * matches any). Optional: without it the last writer wins.",
+    ),
 ]
 _encoder = msgspec.json.Encoder()
 _PRODUCT_RESPONSE = {200: ResponseSpec(data_container=ProductRead, description="The product after the write")}
@@ -106,8 +112,10 @@ async def adjust_inventory(
     data: JSONBody[InventoryDelta],
     product_writes: NamedDependency[ProductWrites],
     ryw: NamedDependency[RywCookies],
+    if_match: IfMatch = None,
 ) -> Response[bytes]:
-    return _written(request, ryw, await product_writes.adjust_inventory(product_id, data.delta))
+    result = await product_writes.adjust_inventory(product_id, data.delta, parse_if_match(if_match))
+    return _written(request, ryw, result)
 
 
 @delete(**policy("product.archive").handler_kwargs(), status_code=200, responses=_PRODUCT_RESPONSE)

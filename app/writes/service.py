@@ -58,7 +58,7 @@ class ProductWrites:
         )
         return await self._write(EventType.PRODUCT_CREATED, None, Q["insert_product"], *args)
 
-    async def update(self, product_id: int, fields: dict[str, Any], if_match: int | None) -> WriteResult:
+    async def update(self, product_id: int, fields: dict[str, Any], if_match: list[int] | None) -> WriteResult:
         """Apply the given fields (a PUT passes all of them) if the version still matches."""
         if not fields:
             raise Problem(400, "empty_update", "the request names no field to change")
@@ -66,13 +66,14 @@ class ProductWrites:
         query = Q["update_product"]
         return await self._write(EventType.PRODUCT_UPDATED, product_id, query, product_id, *args, if_match)
 
-    async def adjust_inventory(self, product_id: int, delta: int) -> WriteResult:
-        """Add ``delta`` (may be negative) to stock atomically; 409 if it would go below zero."""
+    async def adjust_inventory(self, product_id: int, delta: int, if_match: list[int] | None = None) -> WriteResult:
+        """Add ``delta`` (may be negative) to stock atomically; 409 below zero, 412 if If-Match is stale."""
         if delta == 0:
             raise Problem(400, "empty_update", "delta must not be 0")
-        return await self._write(EventType.INVENTORY_CHANGED, product_id, Q["adjust_inventory"], product_id, delta)
+        query = Q["adjust_inventory"]
+        return await self._write(EventType.INVENTORY_CHANGED, product_id, query, product_id, delta, if_match)
 
-    async def archive(self, product_id: int, if_match: int | None) -> WriteResult:
+    async def archive(self, product_id: int, if_match: list[int] | None) -> WriteResult:
         """Archive the product; display reads answer 404 afterwards."""
         return await self._write(EventType.PRODUCT_ARCHIVED, product_id, Q["archive_product"], product_id, if_match)
 
@@ -115,6 +116,14 @@ class ProductWrites:
         state = await conn.fetchrow(Q["product_state"], product_id)
         if state is None or state["archived"]:
             raise Problem(404, "product_not_found", f"product {product_id} does not exist")
+        if_match: list[int] | None = args[-1]
+        if if_match is not None and state["version"] not in if_match:
+            raise Problem(
+                412,
+                "version_mismatch",
+                f"If-Match does not match the current version {state['version']}",
+                current_version=state["version"],
+            )
         if event_type is EventType.INVENTORY_CHANGED:
             raise Problem(
                 409,
@@ -124,9 +133,4 @@ class ProductWrites:
                 delta=args[1],
                 inventory=state["inventory"],
             )
-        raise Problem(
-            412,
-            "version_mismatch",
-            f"If-Match does not match the current version {state['version']}",
-            current_version=state["version"],
-        )
+        raise AssertionError(f"{event_type} matched no row for a live product without If-Match")

@@ -22,7 +22,7 @@ RETURNING id, sku, name, description, category_id, price_cents, currency, invent
           category_id AS old_category_id;
 
 -- update_product --
--- Full or partial update (NULL keeps the current value), optionally only at the version in If-Match ($8).
+-- Full or partial update (NULL keeps the current value), optionally only at a version If-Match names ($8).
 WITH old AS (
     SELECT id, category_id FROM products WHERE id = $1 AND NOT archived FOR UPDATE
 )
@@ -36,15 +36,16 @@ SET sku = COALESCE($2, p.sku),
     version = p.version + 1,
     updated_at = now()
 FROM old
-WHERE p.id = old.id AND ($8::bigint IS NULL OR p.version = $8)
+WHERE p.id = old.id AND ($8::bigint[] IS NULL OR p.version = ANY($8::bigint[]))
 RETURNING p.id, p.sku, p.name, p.description, p.category_id, p.price_cents, p.currency, p.inventory,
           p.version, p.updated_at, old.category_id AS old_category_id;
 
 -- adjust_inventory --
--- Relative and atomic: never a read-modify-write in Python; matches nothing if stock would go below zero.
+-- Relative and atomic: never a read-modify-write in Python; matches nothing if stock would go below
+-- zero, or if If-Match ($3) names other versions.
 UPDATE products
 SET inventory = inventory + $2, version = version + 1, updated_at = now()
-WHERE id = $1 AND NOT archived AND inventory + $2 >= 0
+WHERE id = $1 AND NOT archived AND inventory + $2 >= 0 AND ($3::bigint[] IS NULL OR version = ANY($3::bigint[]))
 RETURNING id, sku, name, description, category_id, price_cents, currency, inventory, version, updated_at,
           category_id AS old_category_id;
 
@@ -52,7 +53,7 @@ RETURNING id, sku, name, description, category_id, price_cents, currency, invent
 -- Archives (soft-deletes) a product; later display reads answer 404.
 UPDATE products
 SET archived = true, version = version + 1, updated_at = now()
-WHERE id = $1 AND NOT archived AND ($2::bigint IS NULL OR version = $2)
+WHERE id = $1 AND NOT archived AND ($2::bigint[] IS NULL OR version = ANY($2::bigint[]))
 RETURNING id, sku, name, description, category_id, price_cents, currency, inventory, version, updated_at,
           category_id AS old_category_id;
 

@@ -168,12 +168,12 @@ class InstanceKilled(Fault):
         await asyncio.to_thread(ctx.stack.start, self.instance)
 
     def explain(self, problems: Mapping[str, int]) -> list[str]:
-        lost = sum(n for kind, n in problems.items() if kind in {"write 502 (nginx)", "checkout 502 (nginx)"})
+        lost = sum(n for kind, n in problems.items() if kind.endswith("(nginx), sent again"))
         if not lost:
             return []
         return [
             f"{lost} writes were in flight on {self.instance} when it died: nginx never replays a POST or "
-            "PATCH (docs/faults.md, 'An app instance killed'), so the client got a 502"
+            "PATCH (docs/faults.md, 'An app instance killed'); the client sent them again, safely"
         ]
 
 

@@ -78,6 +78,7 @@ class Tally:
     writes_failed: int = 0
     writes_rejected: int = 0
     writes_retried: int = 0  # answer lost (the instance died mid-request): sent once more, safely
+    reads_retried: int = 0  # connection broke mid-answer: a GET sent once more
     server_errors: int = 0
     ryw_checked: int = 0
     ryw_refused: int = 0
@@ -92,21 +93,23 @@ class Tally:
             self.server_errors += 1
 
 
+# The app never answers 502 or 504: those are nginx's own, when an instance died or stalled
+# mid-request (nginx writes them as problem+json too, so the status is what tells).
+GATEWAY_ERRORS = (502, 504)
+
+
 def _answer_lost(response: httpx.Response | Exception) -> bool:
-    """No answer, or nginx's own gateway error (not the app's problem+json): the write may or may not have landed."""
-    if isinstance(response, Exception):
-        return True
-    from_app = response.headers.get("content-type", "").startswith("application/problem+json")
-    return response.status_code in (502, 504) and not from_app
+    """No answer, or nginx's gateway error: the write may or may not have landed."""
+    return isinstance(response, Exception) or response.status_code in GATEWAY_ERRORS
 
 
 def problem(kind: str, failure: httpx.Response | Exception) -> str:
-    """``"write 500"``, ``"write 502 (nginx)"``, ``"read ReadTimeout"``: the app answers every error
-    with problem+json, so anything else came from nginx (an instance unreachable or gone mid-request).
+    """``"write 500"``, ``"write 502 (nginx)"``, ``"read ReadTimeout"``: 502 and 504 are nginx's
+    (an instance unreachable or gone mid-request); the app never sends them.
     """
     if isinstance(failure, Exception):
         return f"{kind} {type(failure).__name__}"
-    origin = "" if failure.headers.get("content-type", "").startswith("application/problem+json") else " (nginx)"
+    origin = " (nginx)" if failure.status_code in GATEWAY_ERRORS else ""
     return f"{kind} {failure.status_code}{origin}"
 
 
@@ -180,9 +183,21 @@ class Load:
     async def _display(
         self, client: httpx.AsyncClient, path: str, params: dict[str, Any] | None = None, *, product: bool = False
     ) -> httpx.Response | None:
-        """A display read; 2xx/304 count as served, and so does a 404 for a product (archived or absent)."""
+        """A display read; 2xx/304 count as served, and so does a 404 for a product (archived or absent).
+
+        Like any HTTP client, a read whose connection broke mid-answer (an instance killed after its
+        response had started, which nginx cannot turn into an error page) is sent once more: a GET
+        is safe to repeat.
+        """
         try:
             response = await client.get(path, params=params)
+        except httpx.TransportError:
+            self.tally.reads_retried += 1
+            try:
+                response = await client.get(path, params=params)
+            except httpx.HTTPError as exc:
+                self.tally.display_failure("read", exc)
+                return None
         except httpx.HTTPError as exc:
             self.tally.display_failure("read", exc)
             return None

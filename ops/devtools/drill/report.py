@@ -25,6 +25,7 @@ class Row(msgspec.Struct, kw_only=True):
     writes_failed: int = 0  # any other 5xx, or no answer at all
     writes_rejected: int = 0  # 4xx other than a checkout's 409 (e.g. nginx's 429, a 412): not judged, shown
     writes_retried: int = 0  # answer lost mid-request, sent once more with its Idempotency-Key / If-Match
+    reads_retried: int = 0  # connection broke mid-answer, the GET sent once more
     server_errors: int = 0  # 5xx other than 503, on any request
     ryw_checked: int = 0
     ryw_refused: int = 0
@@ -103,6 +104,8 @@ def render(rows: list[Row], console: Console) -> None:
             lines.append("errors: " + ", ".join(f"{n}x {kind}" for kind, n in top))
         if row.writes_rejected:
             lines.append(f"{row.writes_rejected} writes rejected with a 4xx")
+        if row.reads_retried:
+            lines.append(f"{row.reads_retried} reads lost their connection mid-answer and were sent again")
         if row.writes_retried:
             lines.append(
                 f"{row.writes_retried} writes lost their answer mid-request and were sent again"

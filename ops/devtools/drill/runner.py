@@ -38,6 +38,7 @@ def _row(fault: Fault, tally: Tally) -> Row:
         writes_failed=tally.writes_failed,
         writes_rejected=tally.writes_rejected,
         writes_retried=tally.writes_retried,
+        reads_retried=tally.reads_retried,
         server_errors=tally.server_errors,
         ryw_checked=tally.ryw_checked,
         ryw_refused=tally.ryw_refused,

@@ -237,3 +237,30 @@ async def test_writes_go_to_the_primary_never_the_replica_with_the_app_role(
             await runtime.write_pool.execute("DROP TABLE outbox")
     finally:
         await replica.close()
+
+
+async def test_preconditions_by_the_book(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], primary: asyncpg.Connection
+) -> None:
+    """If-Match: strong comparison, lists, on every write that takes it (inventory too); If-None-Match: *."""
+    current = await primary.fetchval("SELECT version FROM products WHERE id = 6")
+
+    def if_match(value: str) -> dict[str, str]:
+        return {**admin_headers, "If-Match": value}
+
+    weak = await client.patch("/products/6", json={"name": "Weak"}, headers=if_match(f'W/"{current}"'))
+    assert weak.status_code == 412, "a weak tag never matches under the strong comparison"
+    stale_stock = await client.post("/products/6/inventory", json={"delta": 1}, headers=if_match(f'"{current - 1}"'))
+    assert stale_stock.status_code == 412
+    assert stale_stock.json()["current_version"] == current
+    assert await primary.fetchval("SELECT version FROM products WHERE id = 6") == current, "nothing applied"
+    listed = await client.post(
+        "/products/6/inventory", json={"delta": 1}, headers=if_match(f'"{current - 1}", "{current}"')
+    )
+    assert listed.status_code == 200, "a list matches when any of its tags does"
+    assert listed.headers["etag"] == f'"{current + 1}"'
+    anything = await client.patch("/products/6", json={"name": "Any"}, headers=if_match("*"))
+    assert anything.status_code == 200
+    not_modified = await client.get("/products/6", headers={"If-None-Match": "*"})
+    assert not_modified.status_code == 304, "If-None-Match: * matches any current product"
+    assert not_modified.headers["etag"] == f'"{current + 2}"'
