@@ -45,6 +45,7 @@ from app.fastpath.routes import DisplayResponder
 from app.health import ROUTES as HEALTH_ROUTES
 from app.health import HealthChecks
 from app.invalidation.relay import OutboxRelay
+from app.openapi import complete_openapi, fix_allow
 from app.writes.routes import ROUTES as WRITE_ROUTES
 from app.writes.service import ProductWrites
 
@@ -54,6 +55,7 @@ T = TypeVar("T")
 
 class MetricsController(PrometheusController):
     path = "/metrics"
+    include_in_schema = False  # Prometheus text for scrapers, not part of the JSON API
 
 
 @dataclass(slots=True)
@@ -139,7 +141,7 @@ def create_app(settings: Settings | None = None, **litestar_options: Any) -> Lit
     }
     prometheus = PrometheusConfig(app_name="catalog", group_path=True, exclude=["/metrics"])
     extra_handlers = litestar_options.pop("route_handlers", [])
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             *READ_ROUTES,
             *WRITE_ROUTES,
@@ -167,6 +169,9 @@ def create_app(settings: Settings | None = None, **litestar_options: Any) -> Lit
         debug=False,
         **litestar_options,
     )
+    complete_openapi(app)
+    fix_allow(app)
+    return app
 
 
 async def _start(settings: Settings, stop: asyncio.Event) -> tuple[Runtime, list[asyncio.Task[None]]]:

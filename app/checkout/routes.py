@@ -45,13 +45,14 @@ _encoder = msgspec.json.Encoder()
 
 
 @post(
-    **policy("checkout").handler_kwargs(),
+    **policy("checkout").handler_kwargs(
+        {
+            201: ResponseSpec(data_container=OrderPlaced, description="Order placed"),
+            200: ResponseSpec(data_container=OrderPlaced, description="Idempotent replay: the order placed earlier"),
+        }
+    ),
     before_request=strict_body(CheckoutRequest),
     status_code=201,
-    responses={
-        201: ResponseSpec(data_container=OrderPlaced, description="Order placed"),
-        200: ResponseSpec(data_container=OrderPlaced, description="Idempotent replay: the order placed earlier"),
-    },
 )
 async def checkout(
     *,
@@ -78,8 +79,7 @@ async def checkout(
 
 
 @get(
-    **policy("order.get").handler_kwargs(),
-    responses={200: ResponseSpec(data_container=Order, description="The order")},
+    **policy("order.get").handler_kwargs({200: ResponseSpec(data_container=Order, description="The order")}),
 )
 async def get_order(
     *,

@@ -46,7 +46,7 @@ def _reject_duplicates(lines: list[CheckoutLine]) -> None:
     duplicates = sorted(pid for pid, count in counts.items() if count > 1)
     if duplicates:
         raise Problem(
-            400,
+            422,
             "duplicate_product",
             "each product may appear on one line only; add up the quantities",
             product_ids=duplicates,

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from litestar.openapi.datastructures import ResponseSpec
+
+from app.core.problems import PROBLEM_JSON, ProblemBody
+
 
 class PathClass(StrEnum):
     FAST = "fast"  # display read: cache → replica (lag-aware) → primary
@@ -32,9 +36,15 @@ class EndpointPolicy:
     cache_key: str | None = None
     cache_ttl_s: int | None = None
     admin: bool = False  # Bearer admin token required (the app-level guard in app/core/auth.py)
+    # The problem statuses this endpoint answers with (all problem+json): the contract's error list.
+    problems: tuple[int, ...] = ()
 
-    def handler_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for the route decorator, so the route cannot drift from its policy."""
+    def handler_kwargs(self, responses: dict[int, ResponseSpec] | None = None) -> dict[str, Any]:
+        """Keyword arguments for the route decorator, so the route cannot drift from its policy.
+
+        ``responses`` are the route's successes; every problem status of the policy is added, each
+        with the problem schema.
+        """
         kwargs: dict[str, Any] = {
             "path": self.path,
             "name": self.name,
@@ -42,6 +52,7 @@ class EndpointPolicy:
             "description": self.describe(),
             "opt": {"policy": self},
             "response_headers": {"Cache-Control": self.cache_control},
+            "responses": {**(responses or {}), **{status: _problem_spec(status) for status in self.problems}},
         }
         if self.admin:
             kwargs["tags"] = ["admin"]
@@ -58,10 +69,35 @@ class EndpointPolicy:
 
 
 _NO_STORE = "no-store"
+_DISPLAY = (400, 404, 503)  # bad parameters, unknown id, no fresh-enough copy (RYW with the primary down)
+_ADMIN = (400, 401, 403, 404, 409, 412, 413, 429, 503)  # 429: nginx's write rate limit
+_WHY = {
+    400: "Invalid input: the fields at fault are named in `errors`",
+    401: "No Bearer token",
+    403: "A Bearer token that is not an admin token",
+    404: "No such resource (or, for an order, no valid X-Order-Token)",
+    409: "Conflicts with the current state (see `code`)",
+    412: "If-Match names another version",
+    413: "The body is larger than the limit",
+    422: "Well-formed but refers to something that cannot be used (see `code`)",
+    429: "Too many writes from this client (nginx); see Retry-After",
+    503: "A database is unavailable or out of time; see Retry-After",
+}
+
+
+def _problem_spec(status: int) -> ResponseSpec:
+    return ResponseSpec(
+        data_container=ProblemBody,
+        media_type=PROBLEM_JSON,
+        description=_WHY.get(status, "A problem"),
+        generate_examples=False,
+    )
+
 
 POLICIES: tuple[EndpointPolicy, ...] = (
     EndpointPolicy(
         name="product.get",
+        problems=_DISPLAY,
         method="GET",
         path="/products/{product_id:int}",
         path_class=PathClass.FAST,
@@ -74,6 +110,7 @@ POLICIES: tuple[EndpointPolicy, ...] = (
     ),
     EndpointPolicy(
         name="search.products",
+        problems=(400, 503),
         method="GET",
         path="/search/products",
         path_class=PathClass.FAST,
@@ -85,6 +122,7 @@ POLICIES: tuple[EndpointPolicy, ...] = (
     ),
     EndpointPolicy(
         name="category.products",
+        problems=_DISPLAY,
         method="GET",
         path="/categories/{category_id:int}/products",
         path_class=PathClass.FAST,
@@ -96,6 +134,7 @@ POLICIES: tuple[EndpointPolicy, ...] = (
     ),
     EndpointPolicy(
         name="products.top_selling",
+        problems=(400, 503),
         method="GET",
         path="/products/top-selling",
         path_class=PathClass.FAST,
@@ -107,6 +146,7 @@ POLICIES: tuple[EndpointPolicy, ...] = (
     ),
     EndpointPolicy(
         name="recommendations",
+        problems=(400,),
         method="GET",
         path="/recommendations",
         path_class=PathClass.FAST,
@@ -118,6 +158,7 @@ POLICIES: tuple[EndpointPolicy, ...] = (
     ),
     EndpointPolicy(
         name="product.create",
+        problems=(400, 401, 403, 409, 413, 422, 429, 503),
         method="POST",
         path="/products",
         path_class=PathClass.WRITE,
@@ -128,6 +169,7 @@ POLICIES: tuple[EndpointPolicy, ...] = (
     ),
     EndpointPolicy(
         name="product.replace",
+        problems=(*_ADMIN, 422),
         method="PUT",
         path="/products/{product_id:int}",
         path_class=PathClass.WRITE,
@@ -138,6 +180,7 @@ POLICIES: tuple[EndpointPolicy, ...] = (
     ),
     EndpointPolicy(
         name="product.update",
+        problems=(*_ADMIN, 422),
         method="PATCH",
         path="/products/{product_id:int}",
         path_class=PathClass.WRITE,
@@ -148,6 +191,7 @@ POLICIES: tuple[EndpointPolicy, ...] = (
     ),
     EndpointPolicy(
         name="product.adjust_inventory",
+        problems=(*_ADMIN, 422),
         method="POST",
         path="/products/{product_id:int}/inventory",
         path_class=PathClass.WRITE,
@@ -158,6 +202,7 @@ POLICIES: tuple[EndpointPolicy, ...] = (
     ),
     EndpointPolicy(
         name="product.archive",
+        problems=(400, 401, 403, 404, 412, 429, 503),
         method="DELETE",
         path="/products/{product_id:int}",
         path_class=PathClass.WRITE,
@@ -168,6 +213,7 @@ POLICIES: tuple[EndpointPolicy, ...] = (
     ),
     EndpointPolicy(
         name="checkout",
+        problems=(400, 404, 409, 413, 422, 503),
         method="POST",
         path="/checkout",
         path_class=PathClass.DECISION,
@@ -178,6 +224,7 @@ POLICIES: tuple[EndpointPolicy, ...] = (
     ),
     EndpointPolicy(
         name="order.get",
+        problems=(400, 404, 503),
         method="GET",
         path="/orders/{order_id:int}",
         path_class=PathClass.DECISION,

@@ -83,7 +83,8 @@ def _validation_errors(exc: ValidationException) -> list[dict[str, Any]]:
             errors.append(item)
             continue
         # Litestar's: {"key", "message", "source"}; "data" is its name for the whole body.
-        error = field_error(str(item.get("message", "")), str(item.get("source") or "body"))
+        source = item.get("source") or "body"
+        error = field_error(str(item.get("message", "")), str(getattr(source, "value", source)))
         key = item.get("key")
         if error["field"] is None and key not in (None, "data"):
             error["field"] = key

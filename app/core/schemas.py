@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import msgspec
 
-MAX_BIGINT = 2**63 - 1
+# The largest id the API takes: the largest integer every JSON parser (and the OpenAPI document)
+# represents exactly, far above any id the sequences will reach.
+MAX_BIGINT = 2**53 - 1
 
 
 class Schema(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -19,13 +19,16 @@ import msgspec
 from litestar import Request
 from litestar.exceptions import ValidationException
 
-# Characters no text field may hold: C0 controls but tab/newline/carriage return, DEL, lone
-# surrogates. One-line fields (names, search words) refuse tab and newlines too.
-# (Written as regex escapes, not the characters: the OpenAPI document must stay valid UTF-8 JSON.)
-_NOT_TEXT = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff"
-_NOT_LINE = r"\x00-\x1f\x7f\ud800-\udfff"
+# Characters no text field may hold: C0 controls but tab/newline/carriage return, and DEL.
+# One-line fields (names, search words) refuse tab and newlines too. (Unpaired surrogates never get
+# this far: the JSON decoder refuses them, and a query string cannot carry one. Leaving them out of
+# the pattern keeps it a regex every JSON Schema tool can use.)
+_NOT_TEXT = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
+_NOT_LINE = r"\x00-\x1f\x7f"
 TEXT_PATTERN = f"^[^{_NOT_TEXT}]*$"
 LINE_PATTERN = f"^[^{_NOT_LINE}]*$"
+# One line holding at least one character that is not white space (a search must search for something).
+WORDS_PATTERN = rf"^[^{_NOT_LINE}]*[^\s{_NOT_LINE}][^{_NOT_LINE}]*$"
 TEXT_RULE = "no NUL, control characters or unpaired surrogates"
 
 
@@ -70,8 +73,31 @@ def strict_body(schema: type[Any]) -> Callable[[Request[Any, Any, Any]], Awaitab
         try:
             decoder.decode(body)
         except msgspec.ValidationError as exc:
-            raise ValidationException("the request body is not valid", extra=[field_error(str(exc))]) from None
+            if "got `float`" not in str(exc):
+                raise ValidationException("the request body is not valid", extra=[field_error(str(exc))]) from None
+            _integral_floats_only(body, schema)  # JSON Schema's integer includes 3.0; so do we
         except msgspec.DecodeError as exc:
             raise ValidationException("the request body is not JSON", extra=[field_error(str(exc))]) from None
 
     return check
+
+
+def _integral_floats_only(body: bytes, schema: type[Any]) -> None:
+    """Accept ``3.0`` where an integer is expected (JSON Schema calls it one), nothing looser."""
+    try:
+        value = _integers(msgspec.json.decode(body))
+        msgspec.convert(value, schema, strict=True)
+    except RecursionError:
+        raise ValidationException("the request body is nested too deeply") from None
+    except msgspec.ValidationError as exc:
+        raise ValidationException("the request body is not valid", extra=[field_error(str(exc))]) from None
+
+
+def _integers(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, list):
+        return [_integers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _integers(v) for k, v in value.items()}
+    return value

@@ -15,7 +15,7 @@ from app.contracts.product import ProductRead
 from app.contracts.ryw import RywCookies, RywToken
 from app.core.problems import Problem
 from app.core.schemas import MAX_BIGINT
-from app.core.validation import LINE_PATTERN, TEXT_RULE
+from app.core.validation import TEXT_RULE, WORDS_PATTERN
 from app.fastpath.lists import ListReads
 from app.fastpath.products import ProductReads
 from app.fastpath.views import Items, ProductPage, SearchPage, View
@@ -28,7 +28,8 @@ Cursor = Annotated[
     QueryParameter(max_length=512, pattern=r"^[A-Za-z0-9_-]*$", description="next_cursor of the previous page"),
 ]
 SearchText = Annotated[
-    str, QueryParameter(min_length=1, max_length=200, pattern=LINE_PATTERN, description=f"search words; {TEXT_RULE}")
+    str,
+    QueryParameter(min_length=1, max_length=200, pattern=WORDS_PATTERN, description=f"search words; {TEXT_RULE}"),
 ]
 IfNoneMatch = Annotated[str | None, HeaderParameter(name="If-None-Match", required=False)]
 # A writer's own reads must never come from a shared or browser cache that predates the write.
@@ -72,8 +73,12 @@ def etag_matches(etag: str, if_none_match: str | None) -> bool:
 
 
 @get(
-    **policy("product.get").handler_kwargs(),
-    responses={200: ResponseSpec(data_container=ProductRead, description="The product")},
+    **policy("product.get").handler_kwargs(
+        {
+            200: ResponseSpec(data_container=ProductRead, description="The product"),
+            304: ResponseSpec(data_container=None, description="Not modified: If-None-Match matched the ETag"),
+        }
+    ),
 )
 async def get_product(
     *,
@@ -93,8 +98,9 @@ async def get_product(
 
 
 @get(
-    **policy("search.products").handler_kwargs(),
-    responses={200: ResponseSpec(data_container=SearchPage, description="Ranked matches")},
+    **policy("search.products").handler_kwargs(
+        {200: ResponseSpec(data_container=SearchPage, description="Ranked matches")}
+    ),
 )
 async def search_products(
     *,
@@ -110,8 +116,9 @@ async def search_products(
 
 
 @get(
-    **policy("category.products").handler_kwargs(),
-    responses={200: ResponseSpec(data_container=ProductPage, description="One page of the category")},
+    **policy("category.products").handler_kwargs(
+        {200: ResponseSpec(data_container=ProductPage, description="One page of the category")}
+    ),
 )
 async def category_products(
     *,
@@ -127,8 +134,9 @@ async def category_products(
 
 
 @get(
-    **policy("products.top_selling").handler_kwargs(),
-    responses={200: ResponseSpec(data_container=Items, description="Best sellers of the last 30 days")},
+    **policy("products.top_selling").handler_kwargs(
+        {200: ResponseSpec(data_container=Items, description="Best sellers of the last 30 days")}
+    ),
 )
 async def top_selling(
     *,
@@ -142,8 +150,9 @@ async def top_selling(
 
 
 @get(
-    **policy("recommendations").handler_kwargs(),
-    responses={200: ResponseSpec(data_container=Items, description="Recommended products; [] when unavailable")},
+    **policy("recommendations").handler_kwargs(
+        {200: ResponseSpec(data_container=Items, description="Recommended products; [] when unavailable")}
+    ),
 )
 async def recommendations(
     *,

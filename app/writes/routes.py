@@ -20,8 +20,9 @@ from app.writes.schemas import InventoryDelta, ProductCreate, ProductPatch, Prod
 from app.writes.service import ProductWrites, WriteResult
 
 ProductId = Annotated[int, PathParameter(ge=1, le=MAX_BIGINT, description="product id")]
+# Not nullable (a header is a string or absent): absent means any current version, as "*" does.
 IfMatch = Annotated[
-    str | None,
+    str,
     HeaderParameter(
         name="If-Match",
         required=False,
@@ -49,10 +50,9 @@ def _written(
 
 
 @post(
-    **policy("product.create").handler_kwargs(),
+    **policy("product.create").handler_kwargs({201: ResponseSpec(data_container=ProductRead, description="Created")}),
     before_request=strict_body(ProductCreate),
     status_code=201,
-    responses={201: ResponseSpec(data_container=ProductRead, description="Created")},
 )
 async def create_product(
     *,
@@ -66,9 +66,8 @@ async def create_product(
 
 
 @put(
-    **policy("product.replace").handler_kwargs(),
+    **policy("product.replace").handler_kwargs(_PRODUCT_RESPONSE),
     before_request=strict_body(ProductReplace),
-    responses=_PRODUCT_RESPONSE,
 )
 async def replace_product(
     *,
@@ -77,14 +76,15 @@ async def replace_product(
     data: JSONBody[ProductReplace],
     product_writes: NamedDependency[ProductWrites],
     ryw: NamedDependency[RywCookies],
-    if_match: IfMatch = None,
+    if_match: IfMatch = "*",
 ) -> Response[bytes]:
     fields = msgspec.structs.asdict(data)
     return _written(request, ryw, await product_writes.update(product_id, fields, parse_if_match(if_match)))
 
 
 @patch(
-    **policy("product.update").handler_kwargs(), before_request=strict_body(ProductPatch), responses=_PRODUCT_RESPONSE
+    **policy("product.update").handler_kwargs(_PRODUCT_RESPONSE),
+    before_request=strict_body(ProductPatch),
 )
 async def update_product(
     *,
@@ -93,17 +93,16 @@ async def update_product(
     data: JSONBody[ProductPatch],
     product_writes: NamedDependency[ProductWrites],
     ryw: NamedDependency[RywCookies],
-    if_match: IfMatch = None,
+    if_match: IfMatch = "*",
 ) -> Response[bytes]:
     fields = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
     return _written(request, ryw, await product_writes.update(product_id, fields, parse_if_match(if_match)))
 
 
 @post(
-    **policy("product.adjust_inventory").handler_kwargs(),
+    **policy("product.adjust_inventory").handler_kwargs(_PRODUCT_RESPONSE),
     before_request=strict_body(InventoryDelta),
     status_code=200,
-    responses=_PRODUCT_RESPONSE,
 )
 async def adjust_inventory(
     *,
@@ -112,20 +111,20 @@ async def adjust_inventory(
     data: JSONBody[InventoryDelta],
     product_writes: NamedDependency[ProductWrites],
     ryw: NamedDependency[RywCookies],
-    if_match: IfMatch = None,
+    if_match: IfMatch = "*",
 ) -> Response[bytes]:
     result = await product_writes.adjust_inventory(product_id, data.delta, parse_if_match(if_match))
     return _written(request, ryw, result)
 
 
-@delete(**policy("product.archive").handler_kwargs(), status_code=200, responses=_PRODUCT_RESPONSE)
+@delete(**policy("product.archive").handler_kwargs(_PRODUCT_RESPONSE), status_code=200)
 async def archive_product(
     *,
     request: Request[Any, Any, Any],
     product_id: ProductId,
     product_writes: NamedDependency[ProductWrites],
     ryw: NamedDependency[RywCookies],
-    if_match: IfMatch = None,
+    if_match: IfMatch = "*",
 ) -> Response[bytes]:
     return _written(request, ryw, await product_writes.archive(product_id, parse_if_match(if_match)))
 

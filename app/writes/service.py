@@ -61,7 +61,7 @@ class ProductWrites:
     async def update(self, product_id: int, fields: dict[str, Any], if_match: list[int] | None) -> WriteResult:
         """Apply the given fields (a PUT passes all of them) if the version still matches."""
         if not fields:
-            raise Problem(400, "empty_update", "the request names no field to change")
+            raise Problem(422, "empty_update", "the request names no field to change")
         args = [fields.get(name) for name in _UPDATE_FIELDS]
         query = Q["update_product"]
         return await self._write(EventType.PRODUCT_UPDATED, product_id, query, product_id, *args, if_match)
@@ -69,7 +69,7 @@ class ProductWrites:
     async def adjust_inventory(self, product_id: int, delta: int, if_match: list[int] | None = None) -> WriteResult:
         """Add ``delta`` (may be negative) to stock atomically; 409 below zero, 412 if If-Match is stale."""
         if delta == 0:
-            raise Problem(400, "empty_update", "delta must not be 0")
+            raise Problem(422, "empty_update", "delta must not be 0")
         query = Q["adjust_inventory"]
         return await self._write(EventType.INVENTORY_CHANGED, product_id, query, product_id, delta, if_match)
 
@@ -100,6 +100,10 @@ class ProductWrites:
                 raise Problem(409, "sku_taken", "another product already uses this sku") from None
             except asyncpg.ForeignKeyViolationError:
                 raise Problem(422, "unknown_category", "category_id names no existing category") from None
+            except asyncpg.NumericValueOutOfRangeError:
+                raise Problem(
+                    409, "inventory_out_of_range", "the change would take inventory past its maximum"
+                ) from None
             # After COMMIT, on the same connection: at or past the end of our commit record.
             lsn: str = await conn.fetchval(Q["commit_lsn"])
         WRITES.labels(event_type).inc()

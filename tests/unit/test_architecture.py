@@ -26,7 +26,8 @@ ALLOWED: dict[str, set[str]] = {
     "health": {"core", "contracts"},
     "admin_cli": {"core", "contracts", "invalidation"},
     "cli": {"core", "contracts", "invalidation", "seed", "main"},
-    "main": {"core", "contracts", *FEATURES, "health"},
+    "openapi": {"core", "contracts"},
+    "main": {"core", "contracts", *FEATURES, "health", "openapi"},
     "__main__": {"cli"},
 }
 

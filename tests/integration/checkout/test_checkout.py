@@ -257,7 +257,7 @@ BAD = [
     ({"items": [{"product_id": 1, "quantity": 1}]}, 400),
     ({"items": [{"product_id": 1, "quantity": 1, "expected_price_cents": -5}]}, 400),
     ({"items": [{**_line(1, 1), "coupon": "FREE"}]}, 400),
-    ({"items": [_line(1, 1), _line(1, 1)]}, 400),
+    ({"items": [_line(1, 1), _line(1, 1)]}, 422),  # well-formed, but one product per line
     ({"items": [_line(i, 1) for i in range(1, 52)]}, 400),
     ({"items": [_line(0, 1)]}, 400),
     ({"items": "everything"}, 400),
