@@ -229,7 +229,7 @@ POLICIES: tuple[EndpointPolicy, ...] = (
         path="/orders/{order_id:int}",
         path_class=PathClass.DECISION,
         freshness="the truth",
-        cache_control="private, no-store",
+        cache_control="no-store",  # (no-store already keeps shared caches out: "private" would only conflict)
         why="An order confirmation must show what was charged, so it is read from the primary.",
     ),
     EndpointPolicy(
