@@ -19,12 +19,14 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from redis.asyncio import Redis
 
 from app.checkout.routes import ROUTES as CHECKOUT_ROUTES
 from app.checkout.service import Checkout
 from app.checkout.tokens import OrderTokens
+from app.contracts.policy import ADMIN_SECURITY
 from app.contracts.ryw import RywCookies
 from app.core.auth import admin_guard
 from app.core.breaker import CircuitBreaker
@@ -165,6 +167,13 @@ def create_app(settings: Settings | None = None, **litestar_options: Any) -> Lit
             path="/schema",
             render_plugins=[JsonRenderPlugin()],
             create_examples=False,
+            components=Components(
+                security_schemes={
+                    ADMIN_SECURITY: SecurityScheme(
+                        type="http", scheme="bearer", description="An admin token (CATALOG_ADMIN_TOKEN(S))"
+                    )
+                }
+            ),
         ),
         debug=False,
         **litestar_options,

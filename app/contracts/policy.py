@@ -56,6 +56,7 @@ class EndpointPolicy:
         }
         if self.admin:
             kwargs["tags"] = ["admin"]
+            kwargs["security"] = [{ADMIN_SECURITY: []}]
         return kwargs
 
     @property
@@ -69,6 +70,7 @@ class EndpointPolicy:
 
 
 _NO_STORE = "no-store"
+ADMIN_SECURITY = "adminBearer"  # the OpenAPI security scheme of the admin routes (app/main.py)
 _DISPLAY = (400, 404, 503)  # bad parameters, unknown id, no fresh-enough copy (RYW with the primary down)
 _ADMIN = (400, 401, 403, 404, 409, 412, 413, 429, 503)  # 429: nginx's write rate limit
 _WHY = {
