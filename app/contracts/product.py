@@ -27,9 +27,6 @@ class Row(Protocol):
     def __getitem__(self, key: str, /) -> Any: ...
 
 
-PRODUCT_FIELDS: tuple[str, ...] = tuple(f.name for f in msgspec.structs.fields(ProductRead))
-
-
 def product_from_row(row: Row) -> ProductRead:
     """A product from a database row holding (at least) every field of the representation."""
     return ProductRead(
