@@ -16,6 +16,7 @@ instead of letting every request wait out its own connect timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal
@@ -141,16 +142,18 @@ class _BoundedPool:
         except CONNECTION_ERRORS as exc:
             if not is_unavailable(exc):
                 raise
-            conn.terminate()  # never hand a broken connection to the next caller
+            _discard(conn)  # never hand a broken connection to the next caller
             await self._failed(exc)
             raise DatabaseUnavailable(self.server, f"lost: {type(exc).__name__}") from exc
         except asyncio.CancelledError:
             # Cancelled mid-statement (a client gone, a deadline): the server may still be running
             # it; a fresh connection is cheaper than a confused one.
-            conn.terminate()
+            _discard(conn)
             raise
         finally:
-            await self._pool.release(conn)
+            # A connection already gone with its server (InterfaceError too): the pool opens a new one.
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await self._pool.release(conn)
 
     async def _failed(self, exc: BaseException) -> None:
         if not self.breaker.is_open:
@@ -180,6 +183,12 @@ class _BoundedPool:
             await asyncio.wait_for(self._pool.close(), timeout=5)
         except TimeoutError:
             self._pool.terminate()
+
+
+def _discard(conn: Connection) -> None:
+    """Close a pooled connection now; asyncpg may already have detached a dead one from its proxy."""
+    with contextlib.suppress(asyncpg.InterfaceError):
+        conn.terminate()
 
 
 class ReadPool(_BoundedPool):
