@@ -19,7 +19,8 @@ from app.core.sql import MIGRATIONS_DIR
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _LOCK_KEY = 0x636174616C6F67  # "catalog"
 # Database names are spliced into DDL (which takes no bind parameters), so only plain identifiers pass.
-_DATABASE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+# A plain Postgres identifier (databases and roles): DDL takes no bind parameters, so only these.
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,7 @@ async def migrate(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[Migration]
 
 async def grant_app_role(dsn: str, role: str, *, password: str | None = None) -> None:
     """Create the service's least-privilege login role (if missing) and grant it table access only."""
-    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", role):
+    if not _IDENTIFIER.fullmatch(role):
         raise ValueError(f"invalid role name {role!r}")
     conn = await asyncpg.connect(dsn, server_settings={"application_name": "catalog.ops"})
     try:
@@ -113,7 +114,7 @@ async def create_database(admin_dsn: str, name: str, *, template: str | None = N
     without it an existing database is kept as it is, whatever ``template`` says.
     """
     for identifier in (name, template):
-        if identifier is not None and not _DATABASE_NAME.fullmatch(identifier):
+        if identifier is not None and not _IDENTIFIER.fullmatch(identifier):
             raise ValueError(f"invalid database name {identifier!r}")
     dsn = _database_dsn(admin_dsn, name)
     conn = await asyncpg.connect(admin_dsn, server_settings={"application_name": "catalog.ops"})
@@ -132,7 +133,7 @@ async def create_database(admin_dsn: str, name: str, *, template: str | None = N
 
 async def drop_database(admin_dsn: str, name: str) -> None:
     """Drop database ``name`` if it exists, disconnecting its sessions."""
-    if not _DATABASE_NAME.fullmatch(name):
+    if not _IDENTIFIER.fullmatch(name):
         raise ValueError(f"invalid database name {name!r}")
     conn = await asyncpg.connect(admin_dsn, server_settings={"application_name": "catalog.ops"})
     try:

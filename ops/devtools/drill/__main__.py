@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
@@ -44,24 +45,23 @@ def _fault_names(text: str) -> list[str]:
     return names
 
 
-def _scale(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value <= 10:
-        raise argparse.ArgumentTypeError(f"{text!r}: use a factor above 0 and at most 10")
-    return value
+def _bounded(kind: type[float] | type[int], low: float, high: float, what: str) -> Callable[[str], float]:
+    """An argparse type: a number of ``kind`` within [low, high] (``low`` excluded for factors)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+        if not (low < value <= high if kind is float else low <= value <= high):
+            raise argparse.ArgumentTypeError(f"{text!r}: {what}")
+        return value
+
+    return parse
 
 
-def _workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= 256:
-        raise argparse.ArgumentTypeError(f"{text!r}: use 1 to 256 workers")
-    return value
+_scale = _bounded(float, 0, 10, "use a factor above 0 and at most 10")
+_workers = _bounded(int, 1, 256, "use 1 to 256 workers")
 
 
 def main(argv: list[str] | None = None) -> int:
