@@ -20,7 +20,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusController
 from redis.asyncio import Redis
 
 from app.checkout.routes import ROUTES as CHECKOUT_ROUTES
@@ -31,11 +31,12 @@ from app.contracts.ryw import RywCookies
 from app.core.auth import admin_guard
 from app.core.breaker import CircuitBreaker
 from app.core.db import WritePool, create_read_pool, create_write_pool
-from app.core.http import request_context_middleware
+from app.core.http import HttpMetrics, observe_requests_middleware
 from app.core.logging import configure_logging
 from app.core.problems import EXCEPTION_HANDLERS
 from app.core.redis import create_redis
 from app.core.settings import Settings, get_settings
+from app.fastpath import lane as fast_lane
 from app.fastpath.display_cache import DisplayCache
 from app.fastpath.lists import ListReads
 from app.fastpath.near_cache import NearCache
@@ -43,7 +44,7 @@ from app.fastpath.products import ProductReads
 from app.fastpath.replica_monitor import ReplicaMonitor
 from app.fastpath.replica_router import ReadRouter, Replica
 from app.fastpath.routes import ROUTES as READ_ROUTES
-from app.fastpath.routes import DisplayResponder
+from app.fastpath.routes import DisplayReads, DisplayResponder
 from app.health import ROUTES as HEALTH_ROUTES
 from app.health import HealthChecks
 from app.invalidation.relay import OutboxRelay
@@ -71,6 +72,7 @@ class Runtime:
     near_cache: NearCache | None
     product_reads: ProductReads
     list_reads: ListReads
+    display_reads: DisplayReads
     product_writes: ProductWrites
     checkout: Checkout
     health: HealthChecks
@@ -105,18 +107,24 @@ def create_app(settings: Settings | None = None, **litestar_options: Any) -> Lit
     ryw = RywCookies(settings.ryw)
     display = DisplayResponder(ryw, debug_headers=settings.debug_headers)
     order_tokens = OrderTokens(settings.ryw.secret)
+    http_metrics = HttpMetrics(app_name="catalog")
+    lane: fast_lane.FastLane | None = None
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        runtime, tasks = await _start(settings, stop)
+        runtime, tasks = await _start(settings, stop, display)
         slot.current = runtime
         app.state.runtime = runtime
+        if lane is not None:
+            lane.near = runtime.near_cache
         log.info("app.started", instance=settings.instance_name, replicas=len(runtime.router.replicas))
         try:
             yield
         finally:
-            # Shutdown order: side tasks, Redis, the replica pools, then the primary.
+            # Shutdown order: the lane, side tasks, Redis, the replica pools, then the primary.
+            if lane is not None:
+                lane.near = None
             stop.set()
             for task in tasks:
                 await _finish(task)
@@ -132,16 +140,13 @@ def create_app(settings: Settings | None = None, **litestar_options: Any) -> Lit
         return Provide(lambda: part(slot.get()), sync_to_thread=False)
 
     dependencies = {
-        "product_reads": provide(lambda r: r.product_reads),
-        "list_reads": provide(lambda r: r.list_reads),
+        "reads": provide(lambda r: r.display_reads),
         "product_writes": provide(lambda r: r.product_writes),
         "checkout": provide(lambda r: r.checkout),
         "health": provide(lambda r: r.health),
-        "display": Provide(lambda: display, sync_to_thread=False),
         "ryw": Provide(lambda: ryw, sync_to_thread=False),
         "order_tokens": Provide(lambda: order_tokens, sync_to_thread=False),
     }
-    prometheus = PrometheusConfig(app_name="catalog", group_path=True, exclude=["/metrics"])
     extra_handlers = litestar_options.pop("route_handlers", [])
     app = Litestar(
         route_handlers=[
@@ -156,8 +161,9 @@ def create_app(settings: Settings | None = None, **litestar_options: Any) -> Lit
         guards=[admin_guard((settings.admin_token, *settings.admin_tokens))],
         lifespan=[lifespan],
         middleware=[
-            request_context_middleware(settings.instance_name, debug_headers=settings.debug_headers),
-            prometheus.middleware,
+            observe_requests_middleware(
+                http_metrics, settings.instance_name, debug_headers=settings.debug_headers, exclude=("/metrics",)
+            ),
         ],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=settings.max_body_bytes,
@@ -180,10 +186,23 @@ def create_app(settings: Settings | None = None, **litestar_options: Any) -> Lit
     )
     complete_openapi(app)
     fix_allow(app)
+    if settings.near_cache.enabled and settings.near_cache.fast_lane:
+        lane = fast_lane.install(
+            app,
+            lambda handler: fast_lane.FastLane(
+                handler,
+                ryw_cookie=settings.ryw.cookie_name,
+                metrics=http_metrics,
+                debug_headers=settings.debug_headers,
+                instance_name=settings.instance_name,
+            ),
+        )
     return app
 
 
-async def _start(settings: Settings, stop: asyncio.Event) -> tuple[Runtime, list[asyncio.Task[None]]]:
+async def _start(
+    settings: Settings, stop: asyncio.Event, display: DisplayResponder
+) -> tuple[Runtime, list[asyncio.Task[None]]]:
     """Open pools and clients, start the side tasks (replica monitor, relay), wire the services."""
     db = settings.db
     write_pool = await create_write_pool(db)
@@ -222,14 +241,17 @@ async def _start(settings: Settings, stop: asyncio.Event) -> tuple[Runtime, list
             on_disconnected=near.suspend if near is not None else None,
         )
         tasks.append(_side_task(relay.run(stop), "outbox-relay"))
+    product_reads = ProductReads(router, display_cache, settings.instance_name, near)
+    list_reads = ListReads(router, display_cache)
     runtime = Runtime(
         settings=settings,
         write_pool=write_pool,
         router=router,
         redis=redis,
         near_cache=near,
-        product_reads=ProductReads(router, display_cache, settings.instance_name, near),
-        list_reads=ListReads(router, display_cache),
+        product_reads=product_reads,
+        list_reads=list_reads,
+        display_reads=DisplayReads(product_reads, list_reads, display),
         product_writes=ProductWrites(write_pool),
         checkout=Checkout(write_pool),
         health=HealthChecks(

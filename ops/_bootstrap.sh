@@ -9,6 +9,9 @@ ensure_system_packages() {
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
     command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
     command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
+    # Extra commands a script needs, each from the Debian package of the same name (ops/bench: wrk).
+    local extra
+    for extra in "$@"; do command -v "$extra" >/dev/null 2>&1 || missing+=("$extra"); done
     [ ${#missing[@]} -eq 0 ] && return 0
     if [ "$(id -u)" -eq 0 ]; then
         echo "installing system packages: ${missing[*]}" >&2

@@ -8,6 +8,7 @@ import sys
 import msgspec
 import structlog
 
+from app.core.http import add_request_id
 from app.core.settings import Settings
 
 
@@ -26,6 +27,7 @@ def configure_logging(settings: Settings) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            add_request_id,  # read only when something is logged (app/core/http.py)
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,

@@ -85,6 +85,8 @@ class NearCacheSettings(_Group, frozen=True, kw_only=True):
     ttl_s: float = 2.0
     max_entries: int = 20_000
     max_bytes: int = 32 * 1024 * 1024
+    # Answer near-cache hits of GET /products/{id} before routing (app/fastpath/lane.py).
+    fast_lane: bool = True
 
 
 class RywSettings(_Group, frozen=True, kw_only=True):

@@ -30,17 +30,33 @@ class Variant:
     name: str
     factory: str
     env: dict[str, str]
+    ready_path: str = "/healthz"  # answered 200 once the instance is up
 
 
-def wrk_rps(url: str, seconds: int, connections: int) -> float:
-    """Requests per second reported by one wrk run."""
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """One URL of one variant, with the request headers wrk sends."""
+
+    variant: Variant
+    path: str
+    headers: tuple[str, ...] = ()
+    note: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant.name} {self.path}" + (f" ({self.note})" if self.note else "")
+
+
+def wrk_rps(url: str, seconds: int, connections: int, headers: tuple[str, ...] = ()) -> float:
+    """Requests per second reported by one wrk run (2xx and 304 count as answers)."""
     wrk = shutil.which("wrk")
     if wrk is None:
         raise RuntimeError("wrk not found: apt-get install wrk")
+    header_args = [arg for header in headers for arg in ("-H", header)]
     out = subprocess.run(
-        [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", url], capture_output=True, text=True, check=True
+        [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", *header_args, url], capture_output=True, text=True, check=True
     ).stdout
-    if "Non-2xx" in out:
+    if "Non-2xx" in out and not headers:
         raise RuntimeError(f"non-2xx responses from {url}:\n{out}")
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if match is None:
@@ -65,7 +81,7 @@ def instance(variant: Variant, base_env: dict[str, str]) -> Iterator[str]:
             if proc.poll() is not None:
                 raise RuntimeError(f"{variant.name} exited: {proc.stderr.read().decode() if proc.stderr else ''}")
             try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=1):  # noqa: S310
+                with urllib.request.urlopen(f"{url}{variant.ready_path}", timeout=1):  # noqa: S310
                     break
             except OSError:
                 if time.monotonic() > deadline:
@@ -94,21 +110,21 @@ def app_env_from_stack(run_dir: str) -> dict[str, str]:
 
 
 def measure(
-    variants: list[tuple[Variant, str]], base_env: dict[str, str], *, runs: int, seconds: int, connections: int
+    probes: list[Probe], base_env: dict[str, str], *, runs: int, seconds: int, connections: int
 ) -> dict[str, list[float]]:
-    """Median-ready samples: for each run, each (variant, path) once, interleaved."""
+    """Median-ready samples: for each run, each probe once, interleaved."""
     results: dict[str, list[float]] = {}
     with contextlib.ExitStack() as stack:
-        urls = {}
-        for variant, _path in variants:
-            if variant.name not in urls:
-                urls[variant.name] = stack.enter_context(instance(variant, base_env))
-        for variant, path in variants:  # warm up: fill caches, JIT-free but connection pools
-            wrk_rps(urls[variant.name] + path, 1, connections)
+        urls: dict[str, str] = {}
+        for probe in probes:
+            if probe.variant.name not in urls:
+                urls[probe.variant.name] = stack.enter_context(instance(probe.variant, base_env))
+        for probe in probes:  # warm up: fill caches and connection pools
+            wrk_rps(urls[probe.variant.name] + probe.path, 1, connections, probe.headers)
         for _ in range(runs):
-            for variant, path in variants:
-                label = f"{variant.name} {path}"
-                results.setdefault(label, []).append(wrk_rps(urls[variant.name] + path, seconds, connections))
+            for probe in probes:
+                url = urls[probe.variant.name] + probe.path
+                results.setdefault(probe.label, []).append(wrk_rps(url, seconds, connections, probe.headers))
     return results
 
 

@@ -12,13 +12,13 @@ from litestar.stores.redis import RedisStore
 from redis.asyncio import Redis
 
 from app.core.settings import get_settings
-from app.fastpath.products import ProductReads
+from app.fastpath.routes import DisplayReads
 from app.main import create_app as create_catalog_app
 
 
 @get("/bench/response-cache/products/{product_id:int}", cache=300, sync_to_thread=False)
-async def cached_product(product_id: FromPath[int], product_reads: NamedDependency[ProductReads]) -> Response[bytes]:
-    view = await product_reads.get_product(product_id, None)
+async def cached_product(product_id: FromPath[int], reads: NamedDependency[DisplayReads]) -> Response[bytes]:
+    view = await reads.products.get_product(product_id, None)
     body = view.body if view is not None else b"{}"
     return Response(body, media_type="application/json")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 from redis.asyncio import Redis
 
-from app.admin_cli.hotpath import build_rows, merge, scrape
+from app.admin_cli.hotpath import Samples, build_rows, merge, scrape
 from app.contracts.cache_keys import product_key
 from app.core.settings import CacheSettings, RelaySettings
 from app.core.sql import queries
@@ -22,7 +22,7 @@ from app.seed.vocabulary import ADJECTIVES, CATEGORIES, MATERIALS
 from devtools.bench.scratch import drop_database, scratch_database
 
 CATALOG_Q = queries("catalog")
-OPS_LOAD = Path(__file__).resolve().parents[2] / "ops" / "load"
+OPS_LOAD = Path(__file__).resolve().parents[2] / "load"  # ops/load
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -34,34 +34,96 @@ def percentile(values: list[float], q: float) -> float:
 
 
 @dataclass(frozen=True, slots=True)
+class HitWindow:
+    """Cache hits over one window of the run: product pages, and all display reads."""
+
+    ends_at_s: float
+    product_reads: float
+    product_hit: float
+    display_reads: float
+    display_hit: float
+
+
+@dataclass(frozen=True, slots=True)
 class MixResult:
     seconds: int
     display_reads: float
     primary_per_1000: float
     cache_hit: float
     locust_exit: int
+    windows: list[HitWindow]
+
+    @property
+    def steady(self) -> HitWindow | None:
+        """The last window: the ratio once the cache has warmed up (see :attr:`converged`)."""
+        return self.windows[-1] if self.windows else None
+
+    @property
+    def converged(self) -> bool:
+        """The last two windows agree within a point: the curve has flattened."""
+        if len(self.windows) < 2:
+            return False
+        a, b = self.windows[-2], self.windows[-1]
+        return abs(a.product_hit - b.product_hit) <= 0.01 and abs(a.display_hit - b.display_hit) <= 0.01
 
 
-async def load_mix(app_urls: list[str], seconds: int, users: int) -> MixResult:
-    """Run the standard locust mix and read, from the instances' own metrics, what it did."""
+def _hits(samples: Samples) -> tuple[float, float, float, float]:
+    """(product reads, product hits, display reads, display hits) in a metrics diff."""
+    rows, _summary = build_rows(samples)
+    product = display = product_hits = display_hits = 0.0
+    for row in rows:
+        if row.path_class != "fast":
+            continue
+        reads, hits = sum(row.served.values()), row.served.get("cache", 0.0)
+        display += reads
+        display_hits += hits
+        if row.endpoint == "product.get":
+            product, product_hits = reads, hits
+    return product, product_hits, display, display_hits
+
+
+async def load_mix(app_urls: list[str], seconds: int, users: int, window_s: int = 15) -> MixResult:
+    """Run the standard locust mix and read, from the instances' own metrics, what it did:
+    overall, and window by window (the cache's warm-up curve)."""
     before = await scrape(app_urls)
+    started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
         str(OPS_LOAD), "-t", f"{seconds}s", "-u", str(users),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
-    exit_code = await proc.wait()
-    rows, summary = build_rows(merge(await scrape(app_urls), before, sign=-1.0))
-    served = {"cache": 0.0, "total": 0.0}
-    for row in rows:
-        if row.path_class == "fast":
-            served["cache"] += row.served.get("cache", 0.0)
-            served["total"] += sum(row.served.values())
+    windows: list[HitWindow] = []
+    previous = before
+    wait = asyncio.ensure_future(proc.wait())
+    while True:
+        done, _ = await asyncio.wait({wait}, timeout=window_s)
+        now = await scrape(app_urls)
+        product, product_hits, display, display_hits = _hits(merge(dict(now), previous, sign=-1.0))
+        if display:
+            windows.append(
+                HitWindow(
+                    ends_at_s=time.monotonic() - started,
+                    product_reads=product,
+                    product_hit=product_hits / product if product else 0.0,
+                    display_reads=display,
+                    display_hit=display_hits / display,
+                )
+            )
+        previous = now
+        if done:
+            break
+    exit_code = wait.result()
+    if windows and windows[-1].display_reads < windows[0].display_reads / 3:
+        windows.pop()  # the stub after locust stopped: too few reads to say anything
+    overall = merge(await scrape(app_urls), before, sign=-1.0)
+    _rows, summary = build_rows(overall)
+    _product, _product_hits, display, display_hits = _hits(overall)
     return MixResult(
         seconds=seconds,
         display_reads=summary["display_reads"],
         primary_per_1000=summary["primary_reads_per_1000_display"] or 0.0,
-        cache_hit=served["cache"] / served["total"] if served["total"] else 0.0,
+        cache_hit=display_hits / display if display else 0.0,
         locust_exit=exit_code,
+        windows=windows,
     )
 
 
