@@ -28,7 +28,7 @@ from app.checkout.service import Checkout
 from app.checkout.tokens import OrderTokens
 from app.contracts.policy import ADMIN_SECURITY
 from app.contracts.ryw import RywCookies
-from app.core.auth import admin_guard
+from app.core.auth import admin_auth_middleware
 from app.core.breaker import CircuitBreaker
 from app.core.db import WritePool, create_read_pool, create_write_pool
 from app.core.http import HttpMetrics, observe_requests_middleware
@@ -158,12 +158,12 @@ def create_app(settings: Settings | None = None, **litestar_options: Any) -> Lit
             *extra_handlers,
         ],
         dependencies=dependencies,
-        guards=[admin_guard((settings.admin_token, *settings.admin_tokens))],
         lifespan=[lifespan],
         middleware=[
             observe_requests_middleware(
                 http_metrics, settings.instance_name, debug_headers=settings.debug_headers, exclude=("/metrics",)
             ),
+            admin_auth_middleware((settings.admin_token, *settings.admin_tokens)),
         ],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=settings.max_body_bytes,

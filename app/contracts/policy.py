@@ -35,7 +35,7 @@ class EndpointPolicy:
     why: str
     cache_key: str | None = None
     cache_ttl_s: int | None = None
-    admin: bool = False  # Bearer admin token required (the app-level guard in app/core/auth.py)
+    admin: bool = False  # Bearer admin token required (checked by the admin middleware in app/core/auth.py)
     # The problem statuses this endpoint answers with (all problem+json): the contract's error list.
     problems: tuple[int, ...] = ()
 

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
-from litestar.types import Guard
+from litestar.middleware import DefineMiddleware
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from app.core.problems import Problem
+
+AdminGuard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]
 
 
 def token_digest(entry: str) -> bytes:
@@ -25,7 +28,7 @@ def token_digest(entry: str) -> bytes:
     return hashlib.sha256(entry.encode()).digest()
 
 
-def admin_guard(tokens: Iterable[str]) -> Guard:
+def admin_guard(tokens: Iterable[str]) -> AdminGuard:
     """An app-level guard: routes whose handler ``opt`` says ``admin`` need one of ``tokens``.
 
     401 without a Bearer token, 403 with a wrong one.
@@ -51,3 +54,24 @@ def admin_guard(tokens: Iterable[str]) -> Guard:
             raise Problem(403, "forbidden", "the admin token is not valid")
 
     return require_admin
+
+
+def admin_auth(app: ASGIApp, guard: AdminGuard) -> ASGIApp:
+    """Run ``guard`` for admin routes only, as plain ASGI middleware after routing.
+
+    (As an app-level Litestar guard it would run on every route, and Litestar copies the route
+    handler for each guard call: on a display route that cost more than the route's own code.)
+    """
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        handler = scope.get("route_handler")
+        policy = handler.opt.get("policy") if handler is not None else None
+        if policy is not None and policy.admin:
+            await guard(ASGIConnection(scope), handler)  # raises a Problem
+        await app(scope, receive, send)
+
+    return middleware
+
+
+def admin_auth_middleware(tokens: Iterable[str]) -> DefineMiddleware:
+    return DefineMiddleware(admin_auth, guard=admin_guard(tokens))
