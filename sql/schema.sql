@@ -42,7 +42,7 @@ CREATE TABLE outbox (
     processed_at     timestamptz,
     processed_by     text
 );
-CREATE INDEX outbox_pending_idx ON outbox (next_attempt_at, id) WHERE processed_at IS NULL;
+CREATE INDEX outbox_pending_idx ON outbox (id) WHERE processed_at IS NULL;
 CREATE INDEX outbox_processed_idx ON outbox (processed_at) WHERE processed_at IS NOT NULL;
 
 CREATE TABLE orders (

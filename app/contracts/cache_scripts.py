@@ -6,8 +6,12 @@ unchanged on Redis Cluster once callers group keys by slot.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from app.contracts.cache_keys import encode_entry, fence_key, product_key
 
@@ -16,18 +20,21 @@ from app.contracts.cache_keys import encode_entry, fence_key, product_key
 # KEYS are (product key, fence key) pairs, ARGV[1] is
 # the fence TTL and ARGV[i + 1] the version for pair i. One round trip and one script run per
 # batch instead of one per product. Under Redis Cluster the caller must group pairs by hash slot.
+# Two calls per product and one DEL for all (calls dominate the script's time): SET ... GET
+# writes the version and returns the old fence, which is written back in the rare case it was
+# newer (a repeat or a late duplicate); either way the fence's TTL starts again.
 FENCE_AND_DELETE_MANY = """
 local ttl = ARGV[1]
+local entries = {}
 for i = 1, #KEYS, 2 do
-  local version = tonumber(ARGV[(i + 1) / 2 + 1])
-  local current = tonumber(redis.call('GET', KEYS[i + 1]) or '0')
-  if version > current then
-    redis.call('SET', KEYS[i + 1], version, 'PX', ttl)
-  else
-    redis.call('PEXPIRE', KEYS[i + 1], ttl)
+  local version = ARGV[(i + 1) / 2 + 1]
+  local previous = redis.call('SET', KEYS[i + 1], version, 'PX', ttl, 'GET')
+  if previous and tonumber(previous) > tonumber(version) then
+    redis.call('SET', KEYS[i + 1], previous, 'PX', ttl)
   end
-  redis.call('DEL', KEYS[i])
+  entries[#entries + 1] = KEYS[i]
 end
+if #entries > 0 then redis.call('DEL', unpack(entries)) end
 return #KEYS / 2
 """
 
@@ -97,6 +104,10 @@ return 1
 """
 
 
+# One script call of a pipeline: the script, its keys and its arguments (pre-encoded or not).
+ScriptCall = tuple[AsyncScript, Sequence[bytes | str], Sequence[bytes | str | int]]
+
+
 class CacheScripts:
     """The Lua primitives registered on one Redis client."""
 
@@ -106,6 +117,27 @@ class CacheScripts:
         self.raise_mark: AsyncScript = redis.register_script(RAISE_MARK)
         self.fill_if_newer_script: AsyncScript = redis.register_script(FILL_IF_NEWER)
         self.redis = redis
+
+    async def run_pipelined(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        """Run script calls in one round trip, in order; their results.
+
+        Plain EVALSHAs: a redis-py pipeline that runs scripts asks ``SCRIPT EXISTS`` first, a second
+        round trip on every call. A server that does not know a script (restarted, flushed, failed
+        over) answers NOSCRIPT: load the scripts and run the calls again, which is safe because
+        every script here is idempotent.
+        """
+        for attempt in range(2):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for script, keys, args in calls:
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                try:
+                    return await pipe.execute()
+                except NoScriptError:
+                    if attempt:
+                        raise
+            for script in {id(call[0]): call[0] for call in calls}.values():
+                script.sha = await self.redis.script_load(script.script)
+        raise AssertionError("unreachable")
 
     async def fill_if_newer(self, product_id: int, version: int, body: bytes, ttl_ms: int) -> bool:
         """Store the entry unless a newer version was fenced or is cached; True when stored."""

@@ -1,16 +1,17 @@
 """One relay batch: claim due events, apply their invalidation to Redis, mark them processed.
 
-The claim (``FOR UPDATE SKIP LOCKED``) and the mark happen in one transaction, and the mark only
-after Redis succeeded: a relay that dies mid-batch leaves its events unclaimed for the next one,
-and several relays never apply the same event at once. When Redis fails the claim rolls back
-and the events keep their place, with ``attempts``, ``last_error`` and a capped exponential
-``next_attempt_at``. Nothing is dropped.
+The claim (``FOR UPDATE SKIP LOCKED``) marks the events processed in the same statement, inside
+a transaction committed only after Redis succeeded: a relay that dies mid-batch leaves its
+events unclaimed and unmarked for the next one, and several relays never apply the same event at
+once. When Redis fails the claim rolls back and the events keep their place, with ``attempts``,
+``last_error`` and a capped exponential ``next_attempt_at``. Nothing is dropped.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import asyncpg
@@ -57,24 +58,28 @@ class BatchOutcome:
 async def process_batch(
     conn: asyncpg.Connection[asyncpg.Record], scripts: CacheScripts, options: BatchOptions
 ) -> BatchOutcome:
-    """Claim, apply and mark one batch; a Redis failure rolls the claim back and records it."""
+    """Claim, apply and mark one batch; a Redis failure rolls the claim back and records it.
+
+    Four Postgres round trips (BEGIN, claim-and-mark, announce, COMMIT) and one Redis round trip,
+    whatever the batch size.
+    """
     error: str | None = None
     remembered = True
     tx = conn.transaction()
     await tx.start()
     try:
-        rows = await conn.fetch(Q["claim_batch"], options.batch_size)
-        if not rows:
+        claim = await conn.fetchrow(Q["claim_batch"], options.batch_size, options.relay_name)
+        if claim is None or claim["ids"] is None:
             await tx.commit()
             return BatchOutcome(0, 0)
-        ids = [row["id"] for row in rows]
-        plan = InvalidationPlan.of(row["payload"] for row in rows)
+        ids: list[int] = claim["ids"]
+        plan = InvalidationPlan.of(claim["payloads"])
         if plan.unparsed:
             # A writer outside the contract: nothing to invalidate for it, so say so loudly.
             OUTBOX_UNPARSED.inc(plan.unparsed)
-            log.error("relay.unparsed_events", events=plan.unparsed, first_id=ids[0], last_id=ids[-1])
-        # Every claimed event has committed, so this is at or past each of their commit records.
-        lsn = lsn_to_int(await conn.fetchval(Q["wal_insert_lsn"]))
+            log.error("relay.unparsed_events", events=plan.unparsed, first_id=min(ids), last_id=max(ids))
+        # Read in the claim, after every claimed event committed: at or past each commit record.
+        lsn = lsn_to_int(claim["lsn"])
         try:
             remembered = await apply_plan(
                 scripts, plan, options.fence_ttl_ms, lsn=lsn, generation_interval_ms=options.generation_interval_ms
@@ -82,10 +87,9 @@ async def process_batch(
         except REDIS_ERRORS as exc:
             error = f"redis: {type(exc).__name__}: {exc}"[:500]
         if error is None:
-            await conn.execute(Q["mark_processed"], ids, options.relay_name)
             # Sent at COMMIT to every instance's near cache (docs/adr/0005).
-            for payload in encode_announcements(plan.versions):
-                await conn.execute(Q["announce_invalidations"], payload)
+            if plan.versions:
+                await conn.execute(Q["announce_invalidations"], encode_announcements(plan.versions))
             await tx.commit()
         else:
             await tx.rollback()
@@ -93,23 +97,22 @@ async def process_batch(
         with contextlib.suppress(Exception):
             await tx.rollback()
         raise
+    event_types: list[str] = claim["event_types"]
     if error is not None:
-        # The claim is rolled back; record the failure so ops can see it, and back off.
+        # The claim and its mark are rolled back; record the failure so ops can see it, and back off.
         await conn.execute(Q["mark_failed"], ids, error, options.max_backoff_s)
-        for row in rows:
-            OUTBOX_FAILED.labels(row["event_type"]).inc()
+        for event_type, count in Counter(event_types).items():
+            OUTBOX_FAILED.labels(event_type).inc(count)
         return BatchOutcome(0, len(ids), error)
-    _observe(rows)
+    _observe(event_types, claim["created_at"])
     return BatchOutcome(len(ids), 0, forgotten=not remembered, lsn=lsn)
 
 
-def _observe(rows: list[asyncpg.Record]) -> None:
+def _observe(event_types: list[str], created_at: list[float]) -> None:
     now = time.time()
-    OUTBOX_BATCH_SIZE.observe(len(rows))
-    by_type: dict[str, int] = {}
+    OUTBOX_BATCH_SIZE.observe(len(event_types))
     observe = INVALIDATION_LATENCY.observe
-    for row in rows:
-        by_type[row["event_type"]] = by_type.get(row["event_type"], 0) + 1
-        observe(max(0.0, now - row["created_at"].timestamp()))
-    for event_type, count in by_type.items():
+    for created in created_at:
+        observe(max(0.0, now - created))
+    for event_type, count in Counter(event_types).items():
         OUTBOX_PROCESSED.labels(event_type).inc(count)

@@ -19,7 +19,7 @@ from app.contracts.cache_keys import (
     lsn_hex,
     product_key_bytes,
 )
-from app.contracts.cache_scripts import CacheScripts
+from app.contracts.cache_scripts import CacheScripts, ScriptCall
 from app.contracts.events import parse_event
 
 
@@ -72,19 +72,20 @@ async def apply_plan(
     mark is missing: Redis lost its keys, and the relay must re-apply recent invalidations.
     """
     items = list(plan.versions.items())
-    async with scripts.redis.pipeline(transaction=False) as pipe:
-        for start in range(0, len(items), SCRIPT_CHUNK):
-            chunk = items[start : start + SCRIPT_CHUNK]
-            # Pre-encoded: redis-py's per-argument encoding is the relay's main CPU cost otherwise.
-            keys = [k for product_id, _ in chunk for k in (product_key_bytes(product_id), fence_key_bytes(product_id))]
-            args = [b"%d" % fence_ttl_ms, *(b"%d" % version for _, version in chunk)]
-            await scripts.fence_and_delete_many(keys=keys, args=args, client=pipe)
-        generations = [category_generation_key(c) for c in sorted(plan.categories)]
-        if plan.lists:
-            generations += [GEN_SEARCH, GEN_TOP_SELLING]
-        for key in generations:
-            await scripts.bump_generation(keys=[key], args=[lsn_hex(lsn), generation_interval_ms], client=pipe)
-        # Last: a Redis that has the mark has everything before it (replication keeps order).
-        await scripts.raise_mark(keys=[CACHE_MARK], args=[lsn_hex(lsn)], client=pipe)
-        results = await pipe.execute()
+    calls: list[ScriptCall] = []
+    ttl = b"%d" % fence_ttl_ms
+    for start in range(0, len(items), SCRIPT_CHUNK):
+        chunk = items[start : start + SCRIPT_CHUNK]
+        # Pre-encoded: redis-py's per-argument encoding is the relay's main CPU cost otherwise.
+        keys = [k for product_id, _ in chunk for k in (product_key_bytes(product_id), fence_key_bytes(product_id))]
+        args = [ttl, *[b"%d" % version for _, version in chunk]]
+        calls.append((scripts.fence_and_delete_many, keys, args))
+    generations = [category_generation_key(c) for c in sorted(plan.categories)]
+    if plan.lists:
+        generations += [GEN_SEARCH, GEN_TOP_SELLING]
+    position = lsn_hex(lsn)
+    calls += [(scripts.bump_generation, [key], [position, generation_interval_ms]) for key in generations]
+    # Last: a Redis that has the mark has everything before it (replication keeps order).
+    calls.append((scripts.raise_mark, [CACHE_MARK], [position]))
+    results = await scripts.run_pipelined(calls)
     return bool(results[-1])

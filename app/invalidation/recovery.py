@@ -61,8 +61,8 @@ class CacheMemory:
             await apply_plan(
                 scripts, plan, options.fence_ttl_ms, lsn=lsn, generation_interval_ms=options.generation_interval_ms
             )
-            for payload in encode_announcements(plan.versions):
-                await conn.execute(Q["announce_invalidations"], payload)
+            if plan.versions:
+                await conn.execute(Q["announce_invalidations"], encode_announcements(plan.versions))
             reapplied += len(rows)
             after_id = rows[-1]["id"]
         await scripts.redis.set(CACHE_MARK, lsn_hex(lsn))

@@ -1,17 +1,23 @@
 -- claim_batch --
--- Due, unprocessed events, locked for this transaction; other relays skip them (never WHERE id > last_seen).
-SELECT id, event_type, aggregate_id, payload, created_at
-FROM outbox
-WHERE processed_at IS NULL AND next_attempt_at <= clock_timestamp()
-ORDER BY id
-LIMIT $1
-FOR UPDATE SKIP LOCKED;
-
--- mark_processed --
--- In the claiming transaction, after Redis succeeded.
-UPDATE outbox
-SET processed_at = clock_timestamp(), processed_by = $2, attempts = attempts + 1, last_error = NULL
-WHERE id = ANY($1::bigint[]);
+-- Claim due events (SKIP LOCKED; never WHERE id > last_seen) and mark them processed by relay $2, uncommitted: the relay commits only after Redis took them, so a crash or a rollback re-delivers. One row: the batch as arrays (NULL when none was due) and the WAL position, read after every claimed event committed.
+WITH claimed AS (
+    UPDATE outbox
+    SET processed_at = clock_timestamp(), processed_by = $2, attempts = attempts + 1, last_error = NULL
+    WHERE ctid = ANY (ARRAY (
+        SELECT ctid FROM outbox
+        WHERE processed_at IS NULL AND next_attempt_at <= clock_timestamp()
+        ORDER BY id
+        LIMIT $1
+        FOR UPDATE SKIP LOCKED
+    ))
+    RETURNING id, event_type, payload, created_at
+)
+SELECT pg_current_wal_insert_lsn()::text AS lsn,
+       array_agg(id) AS ids,
+       array_agg(event_type) AS event_types,
+       array_agg(payload::text) AS payloads,
+       array_agg(extract(epoch FROM created_at)::float8) AS created_at
+FROM claimed;
 
 -- mark_failed --
 -- After the claim rolled back: count the attempt, keep the error, back off (capped exponential).
@@ -78,8 +84,8 @@ WHERE processed_at IS NULL AND attempts > 0;
 SELECT pg_current_wal_insert_lsn()::text;
 
 -- announce_invalidations --
--- Tell every instance's near cache which product versions this batch invalidated (sent at COMMIT).
-SELECT pg_notify('catalog_invalidation', $1);
+-- Tell every instance's near cache which product versions this batch invalidated: one NOTIFY per payload, all sent at COMMIT.
+SELECT pg_notify('catalog_invalidation', payload) FROM unnest($1::text[]) AS payload;
 
 -- recently_processed --
 -- Cache amnesia: the events processed within the last $1 seconds (the fences' span), after id $2, to re-apply.
