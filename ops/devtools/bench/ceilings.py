@@ -18,7 +18,7 @@ HELLO_PATH = "/hello"
 _BODY = b'{"hello":"world"}'
 
 
-@get(HELLO_PATH, sync_to_thread=False)
+@get(HELLO_PATH)
 async def hello() -> dict[str, str]:
     return {"hello": "world"}
 
