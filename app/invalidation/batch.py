@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 import structlog
@@ -53,6 +53,8 @@ class BatchOutcome:
     # The cache's memory mark was missing when this batch was applied: Redis lost its keys.
     forgotten: bool = False
     lsn: int = 0  # the primary position this batch raised the mark to
+    # The newest version of each product the batch invalidated (refresh.py offers them back).
+    versions: dict[int, int] = field(default_factory=dict)
 
 
 async def process_batch(
@@ -105,7 +107,7 @@ async def process_batch(
             OUTBOX_FAILED.labels(event_type).inc(count)
         return BatchOutcome(0, len(ids), error)
     _observe(event_types, claim["created_at"])
-    return BatchOutcome(len(ids), 0, forgotten=not remembered, lsn=lsn)
+    return BatchOutcome(len(ids), 0, forgotten=not remembered, lsn=lsn, versions=plan.versions)
 
 
 def _observe(event_types: list[str], created_at: list[float]) -> None:

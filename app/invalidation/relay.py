@@ -28,9 +28,11 @@ from app.core.metrics import RELAY_RECONNECTS
 from app.core.settings import CacheSettings, DatabaseSettings, RelaySettings
 from app.invalidation.batch import REDIS_ERRORS, BatchOptions, process_batch
 from app.invalidation.recovery import CacheMemory
+from app.invalidation.refresh import refresh_products
 from app.invalidation.retention import purge_processed, record_backlog
 
 log = structlog.get_logger("catalog.relay")
+_REFRESH_ERRORS: tuple[type[BaseException], ...] = (*REDIS_ERRORS, asyncpg.PostgresError)
 
 _PURGE_EVERY_S = 60.0
 _BACKLOG_EVERY_S = 5.0
@@ -224,6 +226,7 @@ class OutboxRelay:
                     # Remember the mark we raised, not only the ones we read: a Redis failover that
                     # loses just our last batch leaves a lower mark, and we notice.
                     self.memory.seen = max(self.memory.seen, outcome.lsn)
+                    await self._refresh(conn, outcome.versions)
                 self._redis_backoff_s = 0.0
                 if outcome.processed:
                     self.processed_total += outcome.processed
@@ -233,6 +236,15 @@ class OutboxRelay:
                     return DrainResult(processed, failed)
         except REDIS_ERRORS as exc:
             return self._redis_failed(f"redis: {type(exc).__name__}: {exc}"[:500], processed, failed)
+
+    async def _refresh(self, conn: asyncpg.Connection[asyncpg.Record], versions: dict[int, int]) -> None:
+        """Offer a small batch's products back to the cache (refresh.py); failures cost misses only."""
+        if not versions or len(versions) > self.settings.refresh_max_products:
+            return
+        try:
+            await refresh_products(conn, self.scripts, versions)
+        except _REFRESH_ERRORS as exc:
+            log.warning("relay.refresh_failed", relay=self.name, products=len(versions), error=repr(exc)[:300])
 
     async def _forgot(self) -> bool:
         try:

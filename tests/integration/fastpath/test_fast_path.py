@@ -37,8 +37,11 @@ async def _until(predicate, within_s: float = 5.0) -> None:  # type: ignore[no-u
 
 def _relay_settings(db: ScratchDatabase, **extra: object):  # type: ignore[no-untyped-def]
     # A paused replica must stay in rotation for these tests: lag bound well above their runtime.
+    # The relay's refresh is off: these tests exercise a reader's fill after an invalidation, and
+    # readers still fill whenever the refresh is skipped (a large batch) or fails.
     return db.settings(
         relay_enabled=True,
+        relay_refresh_max_products=0,
         relay_poll_interval_s=0.2,
         replica_max_lag_ms=20_000,
         cache_list_generation_interval_s=0,

@@ -40,6 +40,12 @@ async def _wait_until(predicate, within_s: float, step_s: float = 0.001) -> floa
         await asyncio.sleep(step_s)
 
 
+async def _stale_gone(redis: aioredis.Redis, pid: int) -> bool:
+    """The planted ``1|stale`` entry is gone: deleted, or replaced by the refreshed new version."""
+    raw = await redis.get(product_key(pid))
+    return raw is None or not raw.startswith(b"1|")
+
+
 async def _pending(primary: asyncpg.Connection) -> int:
     return int(await primary.fetchval("SELECT count(*) FROM outbox WHERE processed_at IS NULL"))
 
@@ -68,7 +74,7 @@ async def test_notify_invalidates_at_least_10x_faster_than_the_poll_interval(
             assert response.status_code == 200
 
             async def gone(pid: int = pid) -> bool:
-                return not await redis_client.exists(product_key(pid))
+                return await _stale_gone(redis_client, pid)
 
             await _wait_until(gone, within_s=limit_s)
             latencies.append(time.perf_counter() - started)
@@ -102,7 +108,7 @@ async def test_killed_listener_connection_reconnects_and_still_invalidates(
         assert response.status_code == 200
 
         async def gone() -> bool:
-            return not await redis_client.exists(product_key(11))
+            return await _stale_gone(redis_client, 11)
 
         # Generous: what matters is that it happens at all (a relay that did not reconnect never would).
         took = await _wait_until(gone, within_s=10.0)
@@ -138,7 +144,7 @@ async def test_relay_started_late_sweeps_the_whole_backlog(
     finally:
         stop.set()
         await task
-    assert not any([await redis_client.exists(product_key(pid)) for pid in range(20, 70)])
+    assert all([await _stale_gone(redis_client, pid) for pid in range(20, 70)])
     assert relay.processed_total == 50
     processed_by = await primary.fetch("SELECT DISTINCT processed_by FROM outbox")
     assert [r["processed_by"] for r in processed_by] == ["late"]
@@ -187,7 +193,7 @@ async def test_redis_outage_keeps_events_pending_then_drains(
             await proxy.restore()
             took = await _wait_until(lambda: _zero(primary), within_s=10.0, step_s=0.02)
             print(f"\nbacklog of {len(pids)} drained {took:.2f} s after Redis came back")
-            assert not any([await redis_client.exists(product_key(pid)) for pid in pids])
+            assert all([await _stale_gone(redis_client, pid) for pid in pids])
             versions = await primary.fetch("SELECT id, version FROM products WHERE id = ANY($1)", pids)
             for row in versions:
                 assert int(await redis_client.get(fence_key(row["id"]))) == row["version"]
