@@ -8,6 +8,9 @@ CREATE TABLE search_words (
     PRIMARY KEY (word, lexeme)
 );
 CREATE INDEX search_words_trgm_idx ON search_words USING gin (word gin_trgm_ops);
+-- The corrected words are looked up in names only; the lexemes of search_vector cannot say which
+-- came from the name without reading the row (a word common in descriptions cost 100k+ rechecks).
+CREATE INDEX products_name_lexemes_idx ON products USING gin (to_tsvector('english', name));
 
 -- The alphanumeric words of product names, each with its full-text lexeme (stop words have none and
 -- are left out). Words are only ever added: a word no product uses any more costs a row, never a

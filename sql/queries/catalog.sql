@@ -107,17 +107,23 @@ fulltext AS (
     ORDER BY hits.rank DESC, hits.id
     LIMIT $4
 ),
--- Typos: each query word becomes the name words it resembles (trigram similarity, search_words), as
--- lexemes of the name (weight A); words resembling none drop out. The threshold below is still the
--- word similarity of the whole query to the name, as when this scanned a trigram index of every name.
+-- Typos: each query word becomes the name words most like it (trigram similarity to search_words, within
+-- 0.1 of the best: "troel" is trowel, not also travel), as lexemes found in names through
+-- products_name_lexemes_idx; a word like none drops out. The threshold below is still the word
+-- similarity of the whole query to the name.
 corrected AS MATERIALIZED (
     SELECT string_agg('(' || t.alternatives || ')', ' & ')::tsquery AS query
     FROM (
         -- lexemes come from alphanumeric words, so quote_literal quotes them as tsquery text does
-        SELECT string_agg(DISTINCT quote_literal(w.lexeme) || ':A', ' | ') AS alternatives
-        FROM unnest(regexp_split_to_array(lower($1), '[^[:alnum:]]+')) WITH ORDINALITY AS term (word, n)
-        JOIN search_words AS w ON term.word % w.word
-        GROUP BY term.n
+        SELECT string_agg(DISTINCT quote_literal(m.lexeme), ' | ') AS alternatives
+        FROM (
+            SELECT term.n, w.lexeme, similarity(term.word, w.word) AS sim,
+                   max(similarity(term.word, w.word)) OVER (PARTITION BY term.n) AS best
+            FROM unnest(regexp_split_to_array(lower($1), '[^[:alnum:]]+')) WITH ORDINALITY AS term (word, n)
+            JOIN search_words AS w ON term.word % w.word
+        ) AS m
+        WHERE m.sim >= m.best - 0.1
+        GROUP BY m.n
     ) AS t
 ),
 fuzzy AS (
@@ -125,7 +131,7 @@ fuzzy AS (
     FROM (
         SELECT p.*, word_similarity($1, p.name)::float4 AS rank
         FROM products AS p, corrected
-        WHERE p.search_vector @@ corrected.query AND NOT p.archived
+        WHERE to_tsvector('english', p.name) @@ corrected.query AND NOT p.archived
         LIMIT 500
     ) AS hits
     -- pg_trgm defines its settings when it loads, which the planner may not have done yet
