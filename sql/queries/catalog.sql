@@ -85,8 +85,8 @@ LIMIT $3;
 -- $1 normalised text; $2/$3 the last page's rank and id (or NULL); $4 the limit; $5 the cursor's mode
 -- ('fulltext' or 'fuzzy'; NULL on a first page). Keyset on (rank desc, id) in either mode.
 -- Each mode ranks a bounded candidate set, the first matches in table order: ranking reads every
--- candidate's row (1,000 rows are ~2,000 page visits' worth of time less than 2,000), and typo ranking
--- costs ~10 us a row (docs/adr/0010-search-candidates-and-typo-lexicon.md). The tsqueries are
+-- candidate's row (about one heap page each; full text ranks 1,000), and typo ranking costs ~10 us a
+-- row (the fallback ranks 500; docs/adr/0010-search-candidates-and-typo-lexicon.md). The tsqueries are
 -- MATERIALIZED so the plan never depends on the words: always the GIN bitmap scan, whose table order
 -- keeps the candidate set the same from page to page (a synchronised or parallel seq scan would not).
 WITH q AS MATERIALIZED (
