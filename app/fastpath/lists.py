@@ -159,16 +159,10 @@ class ListReads:
             start = decoded
 
         async def fetch(pool: ReadPool) -> bytes:
-            rank, last_id = (start.rank, start.last_id) if start else (None, None)
-            mode = "fulltext"
-            rows = []
-            if start is None or start.mode == "fulltext":
-                rows = await pool.fetch(Q["search_fulltext"], text, rank, last_id, limit + 1)
-                if not rows and start is None:
-                    rank, last_id = None, None  # nothing matched the words: try for typos
-            if not rows and (start is None or start.mode == "fuzzy"):
-                mode = "fuzzy"
-                rows = await pool.fetch(Q["search_fuzzy"], text, rank, last_id, limit + 1)
+            # One statement: full text, and only when a first page finds nothing, the typo fallback.
+            rank, last_id, cursor_mode = (start.rank, start.last_id, start.mode) if start else (None, None, None)
+            rows = await pool.fetch(Q["search_products"], text, rank, last_id, limit + 1, cursor_mode)
+            mode = rows[0]["mode"] if rows else (cursor_mode or "fuzzy")
             page = rows[:limit]
             next_cursor = (
                 encode_cursor(SearchCursor(mode, float(page[-1]["rank"]), page[-1]["id"], query_digest))

@@ -65,6 +65,9 @@ def product_records(count: int, categories: list[tuple[int, str, str]], seed: in
 
 # From this many products on, load with two COPY streams and build the search indexes at the end.
 BULK_THRESHOLD = 100_000
+# The typo lexicon (sql/migrations/0004_search_words.sql): its insert trigger, and filling it at once.
+_SEARCH_WORDS_TRIGGER = "products_search_words_insert"
+_FILL_SEARCH_WORDS = "SELECT add_search_words_v1(ARRAY(SELECT name FROM products))"
 
 
 async def seed(
@@ -160,6 +163,10 @@ async def _bulk_load(
         if cats:
             await _insert_categories(conn, cats)
         deferred = await _drop_secondary_indexes(conn)
+        # Two long COPY transactions adding the same new words would wait on each other's unique
+        # keys (and deadlock): the typo lexicon is filled once, after the COPY, instead.
+        await conn.execute(f"ALTER TABLE products DISABLE TRIGGER {_SEARCH_WORDS_TRIGGER}")
+    catch_up = [_FILL_SEARCH_WORDS, f"ALTER TABLE products ENABLE TRIGGER {_SEARCH_WORDS_TRIGGER}"]
     try:
         workers = [await asyncpg.connect(dsn, server_settings={"application_name": "catalog.ops"}) for _ in range(2)]
         try:
@@ -190,11 +197,11 @@ async def _bulk_load(
                 async with conn.transaction():
                     return await _seed_orders(conn, order_count, seed_value)
 
-            # GIN builds are single-threaded: one per connection, beside the orders.
+            # GIN builds are single-threaded: one per connection, beside the orders and the lexicon.
             results = await asyncio.gather(
-                build(workers[0], deferred[0::2]), build(workers[1], deferred[1::2]), orders()
+                build(workers[0], deferred[0::2]), build(workers[1], deferred[1::2] + catch_up), orders()
             )
-            deferred = []
+            deferred, catch_up = [], []
             return int(results[2])
         finally:
             for worker in workers:
@@ -202,6 +209,8 @@ async def _bulk_load(
     finally:
         for definition in deferred:  # only on failure: put back whatever was dropped
             await conn.execute(definition.replace("CREATE INDEX", "CREATE INDEX IF NOT EXISTS", 1))
+        for statement in catch_up:  # and the lexicon with its trigger
+            await conn.execute(statement)
 
 
 async def _seed_orders(conn: asyncpg.Connection, count: int, seed_value: int) -> int:

@@ -80,34 +80,72 @@ WHERE category_id = $1 AND NOT archived AND id > $2
 ORDER BY id
 LIMIT $3;
 
--- search_fulltext --
--- Ranked full-text search, keyset on (rank desc, id); $2/$3 are the last page's rank and id (or NULL).
--- Ranking reads every candidate's tsvector, so a broad word ("modern") over a million products
--- would rank tens of thousands of rows per query: rank among the first 2,000 matches instead.
-WITH q AS (SELECT websearch_to_tsquery('english', $1) AS query),
-candidates AS (
-    SELECT p.* FROM products AS p, q WHERE p.search_vector @@ q.query AND NOT p.archived LIMIT 2000
+-- search_products --
+-- Ranked full text, then (first page only, when it matches nothing) the typo fallback: one round trip.
+-- $1 normalised text; $2/$3 the last page's rank and id (or NULL); $4 the limit; $5 the cursor's mode
+-- ('fulltext' or 'fuzzy'; NULL on a first page). Keyset on (rank desc, id) in either mode.
+-- Each mode ranks a bounded candidate set, the first matches in table order: ranking reads every
+-- candidate's row (about one heap page each; full text ranks 1,000), and typo ranking costs ~10 us a
+-- row (the fallback ranks 500; docs/adr/0012-search-candidates-and-typo-lexicon.md). The tsqueries are
+-- MATERIALIZED so the plan never depends on the words: always the GIN bitmap scan, whose table order
+-- keeps the candidate set the same from page to page (a synchronised or parallel seq scan would not).
+WITH q AS MATERIALIZED (
+    SELECT websearch_to_tsquery('english', $1) AS query
+),
+fulltext AS (
+    SELECT 'fulltext' AS mode, hits.*
+    FROM (
+        SELECT c.*, ts_rank_cd(c.search_vector, q.query)::float4 AS rank
+        FROM (
+            SELECT p.*
+            FROM products AS p, q
+            WHERE p.search_vector @@ q.query AND NOT p.archived AND $5::text IS DISTINCT FROM 'fuzzy'
+            LIMIT 1000
+        ) AS c, q
+    ) AS hits
+    WHERE $2::float4 IS NULL OR hits.rank < $2::float4 OR (hits.rank = $2::float4 AND hits.id > $3)
+    ORDER BY hits.rank DESC, hits.id
+    LIMIT $4
+),
+-- Typos: each query word becomes the name words most like it (trigram similarity to search_words, within
+-- 0.1 of the best: "troel" is trowel, not also travel), as lexemes found in names through
+-- products_name_lexemes_idx; a word like none drops out. The threshold below is still the word
+-- similarity of the whole query to the name.
+corrected AS MATERIALIZED (
+    SELECT string_agg('(' || t.alternatives || ')', ' & ')::tsquery AS query
+    FROM (
+        -- lexemes come from alphanumeric words, so quote_literal quotes them as tsquery text does
+        SELECT string_agg(DISTINCT quote_literal(m.lexeme), ' | ') AS alternatives
+        FROM (
+            SELECT term.n, w.lexeme, similarity(term.word, w.word) AS sim,
+                   max(similarity(term.word, w.word)) OVER (PARTITION BY term.n) AS best
+            FROM unnest(regexp_split_to_array(lower($1), '[^[:alnum:]]+')) WITH ORDINALITY AS term (word, n)
+            JOIN search_words AS w ON term.word % w.word
+        ) AS m
+        WHERE m.sim >= m.best - 0.1
+        GROUP BY m.n
+    ) AS t
+),
+fuzzy AS (
+    SELECT 'fuzzy' AS mode, hits.*
+    FROM (
+        SELECT p.*, word_similarity($1, p.name)::float4 AS rank
+        FROM products AS p, corrected
+        WHERE to_tsvector('english', p.name) @@ corrected.query AND NOT p.archived
+        LIMIT 500
+    ) AS hits
+    -- pg_trgm defines its settings when it loads, which the planner may not have done yet
+    WHERE hits.rank >= coalesce(current_setting('pg_trgm.word_similarity_threshold', true)::float4, 0.6)
+      AND ($2::float4 IS NULL OR hits.rank < $2::float4 OR (hits.rank = $2::float4 AND hits.id > $3))
+    ORDER BY hits.rank DESC, hits.id
+    LIMIT $4
 )
-SELECT id, sku, name, description, category_id, price_cents, currency, inventory, version, updated_at, rank
-FROM (
-    SELECT c.*, ts_rank_cd(c.search_vector, q.query)::float4 AS rank
-    FROM candidates AS c, q
-) AS hits
-WHERE $2::float4 IS NULL OR rank < $2::float4 OR (rank = $2::float4 AND id > $3)
-ORDER BY rank DESC, id
-LIMIT $4;
-
--- search_fuzzy --
--- Typo fallback when full text finds nothing: trigram word similarity to the name (GIN-indexed <%),
--- keyset on (similarity desc, id).
-SELECT id, sku, name, description, category_id, price_cents, currency, inventory, version, updated_at, rank
-FROM (
-    SELECT c.*, word_similarity($1, c.name)::float4 AS rank
-    FROM (SELECT p.* FROM products AS p WHERE $1 <% p.name AND NOT p.archived LIMIT 2000) AS c
-) AS hits
-WHERE $2::float4 IS NULL OR rank < $2::float4 OR (rank = $2::float4 AND id > $3)
-ORDER BY rank DESC, id
-LIMIT $4;
+SELECT mode, id, sku, name, description, category_id, price_cents, currency, inventory, version, updated_at, rank
+FROM fulltext
+UNION ALL
+SELECT mode, id, sku, name, description, category_id, price_cents, currency, inventory, version, updated_at, rank
+FROM fuzzy
+WHERE $5::text IS DISTINCT FROM 'fulltext' AND NOT EXISTS (SELECT FROM fulltext);
 
 -- top_selling --
 -- Best sellers by units over the last $2 days, from order lines.

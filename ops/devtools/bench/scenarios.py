@@ -18,7 +18,7 @@ from app.core.settings import CacheSettings, RelaySettings
 from app.core.sql import queries
 from app.invalidation.relay import OutboxRelay
 from app.seed.seed import seed
-from app.seed.vocabulary import ADJECTIVES, CATEGORIES, MATERIALS
+from app.seed.vocabulary import ADJECTIVES, BRANDS, CATEGORIES, MATERIALS
 from devtools.bench.scratch import drop_database, scratch_database
 
 CATALOG_Q = queries("catalog")
@@ -170,22 +170,62 @@ async def invalidation_latency(admin_dsn: str, redis_url: str, *, listen: bool, 
 # ------------------------------------------------------------------------ seed and search
 
 
-def _queries(count: int, rng: random.Random) -> list[str]:
+# What shoppers type, by share of searches: one noun, material + noun, adjective + noun, one broad word
+# (an adjective, brand or material: tens of thousands of matches), a quoted phrase, and a typo (a letter
+# dropped, swapped or replaced; sometimes after a correct word), which full text misses and the typo
+# fallback answers.
+SEARCH_SHAPES = (
+    ("noun", 0.30),
+    ("material noun", 0.15),
+    ("adjective noun", 0.10),
+    ("broad word", 0.10),
+    ("phrase", 0.10),
+    ("typo", 0.25),
+)
+
+
+def _typo(word: str, rng: random.Random) -> str:
+    cut = rng.randrange(1, len(word) - 2)
+    roll = rng.random()
+    if roll < 0.5:
+        return word[:cut] + word[cut + 1 :]
+    if roll < 0.75:
+        return word[:cut] + word[cut + 1] + word[cut] + word[cut + 2 :]
+    return word[:cut] + rng.choice("aeiourstln") + word[cut + 1 :]
+
+
+def search_queries(count: int, rng: random.Random) -> list[tuple[str, str]]:
+    """``count`` searches as ``(shape, text)``, shapes in the proportions of SEARCH_SHAPES."""
     nouns = [n.lower() for nouns in CATEGORIES.values() for n in nouns]
+    long_nouns = [n for n in nouns if len(n) > 5]
+    broad = [w.lower() for w in (*ADJECTIVES, *BRANDS, *MATERIALS)]
+    shapes, weights = zip(*SEARCH_SHAPES, strict=True)
     out = []
-    for _ in range(count):
-        roll = rng.random()
-        if roll < 0.5:
-            out.append(rng.choice(nouns))
-        elif roll < 0.75:
-            out.append(f"{rng.choice(MATERIALS)} {rng.choice(nouns)}".lower())
-        elif roll < 0.9:
-            out.append(f"{rng.choice(ADJECTIVES)} {rng.choice(nouns)}".lower())
+    for shape in rng.choices(shapes, weights, k=count):
+        if shape == "noun":
+            text = rng.choice(nouns)
+        elif shape == "material noun":
+            text = f"{rng.choice(MATERIALS)} {rng.choice(nouns)}".lower()
+        elif shape == "adjective noun":
+            text = f"{rng.choice(ADJECTIVES)} {rng.choice(nouns)}".lower()
+        elif shape == "broad word":
+            text = rng.choice(broad)
+        elif shape == "phrase":
+            text = f'"{rng.choice(MATERIALS)} {rng.choice(nouns)}"'.lower()
         else:
-            word = rng.choice([n for n in nouns if len(n) > 5])
-            cut = rng.randrange(1, len(word) - 1)
-            out.append(word[:cut] + word[cut + 1 :])
+            typo = _typo(rng.choice(long_nouns), rng)
+            text = f"{rng.choice(MATERIALS).lower()} {typo}" if rng.random() < 0.2 else typo
+        out.append((shape, text))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class ShapeTimings:
+    shape: str
+    searches: int
+    p50_ms: float
+    p99_ms: float
+    fuzzy: int  # answered by the typo fallback
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,10 +235,15 @@ class SeedSearchResult:
     search_p50_ms: float
     search_p99_ms: float
     searches: int
+    shapes: list[ShapeTimings]
 
 
 async def seed_and_search(admin_dsn: str, products: int, searches: int) -> SeedSearchResult:
-    """Seed ``products`` with COPY into a scratch database, then time uncached searches on it."""
+    """Seed ``products`` with COPY into a scratch database, then time uncached searches on it.
+
+    Each search is the service's one statement (full text, typo fallback when it finds nothing),
+    timed at the client: planning, execution, the round trip and decoding a page of 20 (+1) rows.
+    """
     name = "catalog_bench_seed"
     dsn = await scratch_database(admin_dsn, name)
     try:
@@ -207,23 +252,31 @@ async def seed_and_search(admin_dsn: str, products: int, searches: int) -> SeedS
         seed_seconds = time.perf_counter() - started
         conn = await asyncpg.connect(dsn)
         try:
-            timings = []
-            for q in _queries(searches, random.Random(5)):
+            by_shape: dict[str, list[float]] = {shape: [] for shape, _ in SEARCH_SHAPES}
+            fuzzy: dict[str, int] = dict.fromkeys(by_shape, 0)
+            for shape, q in search_queries(searches, random.Random(5)):
                 t0 = time.perf_counter()
-                rows = await conn.fetch(CATALOG_Q["search_fulltext"], q, None, None, 21)
-                if not rows:
-                    await conn.fetch(CATALOG_Q["search_fuzzy"], q, None, None, 21)
-                timings.append(time.perf_counter() - t0)
+                rows = await conn.fetch(CATALOG_Q["search_products"], q, None, None, 21, None)
+                by_shape[shape].append(time.perf_counter() - t0)
+                fuzzy[shape] += bool(rows) and rows[0]["mode"] == "fuzzy"
         finally:
             await conn.close()
     finally:
         await drop_database(admin_dsn, name)
+    timings = [t for values in by_shape.values() for t in values]
     return SeedSearchResult(
         products=products,
         seed_seconds=seed_seconds,
         search_p50_ms=statistics.median(timings) * 1000,
         search_p99_ms=percentile(timings, 0.99) * 1000,
         searches=len(timings),
+        shapes=[
+            ShapeTimings(
+                shape, len(values), statistics.median(values) * 1000, percentile(values, 0.99) * 1000, fuzzy[shape]
+            )
+            for shape, values in by_shape.items()
+            if values
+        ],
     )
 
 

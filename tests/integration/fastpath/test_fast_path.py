@@ -432,6 +432,41 @@ async def test_search_ranks_pages_and_survives_typos(
     assert a.content == b.content
 
 
+async def test_typos_find_words_new_to_the_catalog_and_page_like_full_text(
+    db: ScratchDatabase, client: httpx.AsyncClient, primary: asyncpg.Connection
+) -> None:
+    # The typo lexicon follows inserts and renames (triggers): words no seeded name has.
+    for n in range(5):
+        await primary.execute(
+            "INSERT INTO products (sku, name, category_id, price_cents) VALUES ($1, $2, 1, 999)",
+            f"QW-{n}",
+            f"Quokkawood Kettle {n}",
+        )
+    await primary.execute("UPDATE products SET name = 'Zanzibarine Desk Lamp' WHERE id = 9")
+    await primary.execute("UPDATE products SET inventory = inventory + 1 WHERE id = 10")  # no rename: no words
+    await wait_for_replica(db.stack)
+    renamed = (await client.get("/search/products", params={"q": "zanzbarine"})).json()
+    assert renamed["mode"] == "fuzzy"
+    assert [p["id"] for p in renamed["items"]] == [9]
+    # Exact words still win: the same word spelt right is a full-text match.
+    assert (await client.get("/search/products", params={"q": "zanzibarine"})).json()["mode"] == "fulltext"
+    # The fallback pages with its own keyset until its candidates run out, no product twice.
+    page = (await client.get("/search/products", params={"q": "quokawood", "limit": 2})).json()
+    assert page["mode"] == "fuzzy"
+    seen = [p["id"] for p in page["items"]]
+    while page["next_cursor"]:
+        page = (
+            await client.get("/search/products", params={"q": "quokawood", "limit": 2, "cursor": page["next_cursor"]})
+        ).json()
+        assert page["mode"] == "fuzzy"
+        seen += [p["id"] for p in page["items"]]
+    names = await primary.fetch("SELECT id FROM products WHERE name LIKE 'Quokkawood%'")
+    assert sorted(seen) == sorted(r["id"] for r in names)
+    # Nothing like any known word: no results, not an error.
+    nothing = (await client.get("/search/products", params={"q": "xqzvy"})).json()
+    assert nothing == {"items": [], "next_cursor": None, "mode": "fuzzy"}
+
+
 @pytest.mark.parametrize(
     ("path", "status"),
     [
