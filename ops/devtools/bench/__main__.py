@@ -116,6 +116,11 @@ def bench_mix(args: argparse.Namespace) -> None:
               _verdict(steady.product_hit >= 0.95, ">= 95%"))  # fmt: skip
         _line("steady state (last window): all display reads", f"{steady.display_hit:.1%}",
               _verdict(steady.display_hit >= 0.90, ">= 90%"))  # fmt: skip
+    for name in ("/products/{id}", "/search/products", "/categories/{id}/products"):
+        if name in result.latencies:
+            p50, p99, rate = result.latencies[name]
+            verdict = _verdict(p99 <= 50, "p99 <= 50 ms") if name == "/search/products" else ""
+            _line(f"through nginx: {name} p50 / p99 ({rate:,.0f} req/s)", f"{p50:.0f} / {p99:.0f} ms", verdict)
     _line("locust exit code (failures or RYW violations -> 1)", str(result.locust_exit))
     for pid, mib in rss_mib(app_pids(str(args.run_dir))).items():
         _line(f"app instance RSS after the mix (pid {pid})", f"{mib:.0f} MiB", _verdict(mib < 200, "< 200 MiB"))

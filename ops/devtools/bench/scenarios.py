@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import random
 import statistics
 import time
@@ -23,6 +24,7 @@ from devtools.bench.scratch import drop_database, scratch_database
 
 CATALOG_Q = queries("catalog")
 OPS_LOAD = Path(__file__).resolve().parents[2] / "load"  # ops/load
+LOAD_REPORTS = Path(__file__).resolve().parents[3] / ".run" / "load"  # where ops/load writes its CSVs
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -52,6 +54,8 @@ class MixResult:
     cache_hit: float
     locust_exit: int
     windows: list[HitWindow]
+    # Through nginx, as locust saw them: request name -> (p50 ms, p99 ms, requests/s).
+    latencies: dict[str, tuple[float, float, float]]
 
     @property
     def steady(self) -> HitWindow | None:
@@ -87,6 +91,8 @@ async def load_mix(app_urls: list[str], seconds: int, users: int, window_s: int 
     overall, and window by window (the cache's warm-up curve)."""
     before = await scrape(app_urls)
     started = time.monotonic()
+    reports = LOAD_REPORTS.glob("*_stats.csv")
+    previous_reports = set(reports)
     proc = await asyncio.create_subprocess_exec(
         str(OPS_LOAD), "-t", f"{seconds}s", "-u", str(users),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
@@ -124,7 +130,20 @@ async def load_mix(app_urls: list[str], seconds: int, users: int, window_s: int 
         cache_hit=display_hits / display if display else 0.0,
         locust_exit=exit_code,
         windows=windows,
+        latencies=_locust_latencies(set(LOAD_REPORTS.glob("*_stats.csv")) - previous_reports),
     )
+
+
+def _locust_latencies(reports: set[Path]) -> dict[str, tuple[float, float, float]]:
+    """Per request name: p50 and p99 (ms) and throughput, from the run's locust stats CSV."""
+    if not reports:
+        return {}
+    with max(reports).open(newline="") as f:
+        return {
+            row["Name"]: (float(row["50%"]), float(row["99%"]), float(row["Requests/s"]))
+            for row in csv.DictReader(f)
+            if row["Name"] != "Aggregated" and row["Request Count"] != "0"
+        }
 
 
 # ------------------------------------------------------------------------- invalidation
