@@ -1,10 +1,11 @@
-"""One relay batch: claim due events, apply their invalidation to Redis, mark them processed.
+"""One relay batch: claim due events, apply their invalidation to Redis, record them processed.
 
-The claim (``FOR UPDATE SKIP LOCKED``) marks the events processed in the same statement, inside
-a transaction committed only after Redis succeeded: a relay that dies mid-batch leaves its
-events unclaimed and unmarked for the next one, and several relays never apply the same event at
-once. When Redis fails the claim rolls back and the events keep their place, with ``attempts``,
-``last_error`` and a capped exponential ``next_attempt_at``. Nothing is dropped.
+The claim (``FOR UPDATE SKIP LOCKED``) deletes the events from the outbox and files the batch as
+one ``outbox_processed`` row in the same statement (docs/adr/0012), inside a transaction committed
+only after Redis succeeded: a relay that dies mid-batch leaves its events in the outbox for the
+next one, and several relays never apply the same event at once. When Redis fails the claim rolls
+back and the events keep their place, with ``attempts``, ``last_error`` and a capped exponential
+``next_attempt_at``. Nothing is dropped.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutErr
 
 @dataclass(frozen=True, slots=True)
 class BatchOptions:
-    relay_name: str  # recorded in outbox.processed_by
+    relay_name: str  # recorded in outbox_processed.processed_by
     batch_size: int
     fence_ttl_ms: int
     generation_interval_ms: int
@@ -58,9 +59,9 @@ class BatchOutcome:
 async def process_batch(
     conn: asyncpg.Connection[asyncpg.Record], scripts: CacheScripts, options: BatchOptions
 ) -> BatchOutcome:
-    """Claim, apply and mark one batch; a Redis failure rolls the claim back and records it.
+    """Claim, apply and file one batch; a Redis failure rolls the claim back and records it.
 
-    Four Postgres round trips (BEGIN, claim-and-mark, announce, COMMIT) and one Redis round trip,
+    Four Postgres round trips (BEGIN, claim-and-file, announce, COMMIT) and one Redis round trip,
     whatever the batch size.
     """
     error: str | None = None
@@ -69,7 +70,7 @@ async def process_batch(
     await tx.start()
     try:
         claim = await conn.fetchrow(Q["claim_batch"], options.batch_size, options.relay_name)
-        if claim is None or claim["ids"] is None:
+        if claim is None:  # nothing due
             await tx.commit()
             return BatchOutcome(0, 0)
         ids: list[int] = claim["ids"]
@@ -99,7 +100,7 @@ async def process_batch(
         raise
     event_types: list[str] = claim["event_types"]
     if error is not None:
-        # The claim and its mark are rolled back; record the failure so ops can see it, and back off.
+        # The claim and its record are rolled back; record the failure so ops can see it, and back off.
         await conn.execute(Q["mark_failed"], ids, error, options.max_backoff_s)
         for event_type, count in Counter(event_types).items():
             OUTBOX_FAILED.labels(event_type).inc(count)

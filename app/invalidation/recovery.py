@@ -52,19 +52,17 @@ class CacheMemory:
         # Everything committed before this position is covered once the re-apply below is done.
         lsn = lsn_to_int(await conn.fetchval(Q["wal_insert_lsn"]))
         reapplied = 0
-        after_id = 0
-        while True:
-            rows = await conn.fetch(Q["recently_processed"], float(window_s), after_id, options.batch_size)
-            if not rows:
-                break
-            plan = InvalidationPlan.of(row["payload"] for row in rows)
+        after_batch = 0
+        # Batch by batch, as the relays filed them (outbox_processed: one row per applied batch).
+        while (row := await conn.fetchrow(Q["recently_processed"], float(window_s), after_batch)) is not None:
+            plan = InvalidationPlan.of(row["payloads"])
             await apply_plan(
                 scripts, plan, options.fence_ttl_ms, lsn=lsn, generation_interval_ms=options.generation_interval_ms
             )
             if plan.versions:
                 await conn.execute(Q["announce_invalidations"], encode_announcements(plan.versions))
-            reapplied += len(rows)
-            after_id = rows[-1]["id"]
+            reapplied += len(row["payloads"])
+            after_batch = row["id"]
         await scripts.redis.set(CACHE_MARK, lsn_hex(lsn))
         self.seen = max(self.seen, lsn)
         log.warning("relay.cache_amnesia_recovered", reapplied=reapplied, window_s=window_s, mark=lsn_hex(lsn))
