@@ -50,12 +50,12 @@ CREATE TABLE outbox_processed (
     processed_by   text,
     events         integer NOT NULL,
     last_event_id  bigint NOT NULL,
-    event_ids      bigint[] NOT NULL,
-    event_types    text[] NOT NULL,
-    aggregate_ids  bigint[] NOT NULL,
-    payloads       jsonb[] NOT NULL,
-    created_at     timestamptz[] NOT NULL,
-    attempts       integer[] NOT NULL
+    event_ids      bigint[] COMPRESSION lz4 NOT NULL,
+    event_types    text[] COMPRESSION lz4 NOT NULL,
+    aggregate_ids  bigint[] COMPRESSION lz4 NOT NULL,
+    payloads       text[] COMPRESSION lz4 NOT NULL,
+    created_at     timestamptz[] COMPRESSION lz4 NOT NULL,
+    attempts       integer[] COMPRESSION lz4 NOT NULL
 );
 CREATE INDEX outbox_processed_at_idx ON outbox_processed (processed_at);
 CREATE INDEX outbox_processed_last_event_idx ON outbox_processed (last_event_id);
@@ -66,7 +66,7 @@ SELECT id, event_type, aggregate_id, payload, created_at, attempts, last_error, 
        NULL::timestamptz AS processed_at, NULL::text AS processed_by
 FROM outbox
 UNION ALL
-SELECT e.id, e.event_type, e.aggregate_id, e.payload, e.created_at, e.attempts, NULL::text, NULL::timestamptz,
+SELECT e.id, e.event_type, e.aggregate_id, e.payload::jsonb, e.created_at, e.attempts, NULL::text, NULL::timestamptz,
        b.processed_at, b.processed_by
 FROM outbox_processed AS b
 CROSS JOIN LATERAL unnest(b.event_ids, b.event_types, b.aggregate_ids, b.payloads, b.created_at, b.attempts)

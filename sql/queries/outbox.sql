@@ -14,7 +14,8 @@ WITH claimed AS (
     -- One pass: element i of every array is the same event.
     SELECT count(*)::integer AS events, max(id) AS last_event_id, array_agg(id) AS ids,
            array_agg(event_type) AS event_types, array_agg(aggregate_id) AS aggregate_ids,
-           array_agg(payload) AS payloads, array_agg(created_at) AS created_at, array_agg(attempts) AS attempts
+           array_agg(payload::text) AS payloads, array_agg(created_at) AS created_at,
+           array_agg(extract(epoch FROM created_at)::float8) AS created_epochs, array_agg(attempts) AS attempts
     FROM claimed
     HAVING count(*) > 0
 ), filed AS (
@@ -27,8 +28,8 @@ WITH claimed AS (
 SELECT pg_current_wal_insert_lsn()::text AS lsn,
        ids,
        event_types,
-       payloads::text[] AS payloads,
-       ARRAY(SELECT extract(epoch FROM c)::float8 FROM unnest(created_at) AS c) AS created_at
+       payloads,
+       created_epochs AS created_at
 FROM batch;
 
 -- mark_failed --
@@ -105,7 +106,7 @@ FROM (
             NULL::timestamptz AS processed_at, NULL::text AS processed_by
      FROM outbox WHERE id > $1 ORDER BY id DESC LIMIT $2)
     UNION ALL
-    (SELECT e.id, e.event_type, e.aggregate_id, e.payload, e.created_at, e.attempts, NULL::text,
+    (SELECT e.id, e.event_type, e.aggregate_id, e.payload::jsonb, e.created_at, e.attempts, NULL::text,
             b.processed_at, b.processed_by
      FROM (SELECT * FROM outbox_processed WHERE last_event_id > $1 ORDER BY last_event_id DESC LIMIT $2) AS b
      CROSS JOIN LATERAL unnest(b.event_ids, b.event_types, b.aggregate_ids, b.payloads, b.created_at, b.attempts)
@@ -131,7 +132,7 @@ SELECT pg_notify('catalog_invalidation', payload) FROM unnest($1::text[]) AS pay
 
 -- recently_processed --
 -- Cache amnesia: the next batch (after batch $2) processed within the last $1 seconds (the fences' span), to re-apply.
-SELECT id, payloads::text[] AS payloads
+SELECT id, payloads
 FROM outbox_processed
 WHERE processed_at >= clock_timestamp() - make_interval(secs => $1) AND id > $2
 ORDER BY id
