@@ -19,6 +19,7 @@ import asyncpg
 import structlog
 from redis.exceptions import RedisError
 
+from app.contracts.cache_keys import relay_mark_key
 from app.contracts.cache_scripts import CacheScripts
 from app.contracts.events import encode_announcements
 from app.core.db import lsn_to_int
@@ -84,7 +85,12 @@ async def process_batch(
         lsn = lsn_to_int(claim["lsn"])
         try:
             remembered = await apply_plan(
-                scripts, plan, options.fence_ttl_ms, lsn=lsn, generation_interval_ms=options.generation_interval_ms
+                scripts,
+                plan,
+                options.fence_ttl_ms,
+                lsn=lsn,
+                generation_interval_ms=options.generation_interval_ms,
+                relay_mark=relay_mark_key(options.relay_name),
             )
         except REDIS_ERRORS as exc:
             error = f"redis: {type(exc).__name__}: {exc}"[:500]

@@ -67,7 +67,12 @@ async def test_a_batch_is_four_postgres_round_trips_and_one_redis_round_trip(
     announced: list[tuple[int, int]] = []
     await primary.add_listener(INVALIDATION_CHANNEL, lambda *a: announced.extend(parse_announcement(a[-1])))
     scripts = CacheScripts(redis_client)
-    for script in (scripts.fence_and_delete_many, scripts.bump_generation, scripts.raise_mark):
+    for script in (
+        scripts.fence_and_delete_many,
+        scripts.bump_generation,
+        scripts.raise_mark,
+        scripts.raise_relay_mark,
+    ):
         await redis_client.script_load(script.script)  # as after the relay's first batch
 
     calls: Counter[str] = Counter()
