@@ -42,7 +42,7 @@ CREATE TABLE outbox (
     next_attempt_at  timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 
--- One row per processed batch (docs/adr/0012), kept RELAY_RETENTION_S for inspection and the
+-- One row per processed batch (docs/adr/0013), kept RELAY_RETENTION_S for inspection and the
 -- amnesia re-apply. One element per event, in the same order in every array.
 CREATE TABLE outbox_processed (
     id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

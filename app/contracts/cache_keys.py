@@ -15,7 +15,7 @@ Keys (Redis-Cluster-safe: a key without braces hashes whole, so ``product:42`` a
   missing after Redis lost its keys, which is how the relay notices (docs/adr/0009).
 - ``cache:mark:<relay>``   the highest position of that relay's own batches in this Redis: a
   failover that lost one of its batches shows it lower, even when another relay's batch raised
-  ``cache:mark`` past it first (docs/adr/0012).
+  ``cache:mark`` past it first (docs/adr/0013).
 
 The fence closes the stale-refill races (docs/consistency.md, rule 4): a fill that read an old
 row, from a slow query or a lagging replica, is refused once the relay has announced a newer

@@ -89,7 +89,7 @@ return 1
 
 # One relay's own mark: the highest position of its batches this Redis holds. Only that relay
 # writes it, so no other relay's batch can raise it past a batch of its that a failover lost
-# (docs/adr/0012). Created here: ``cache:mark`` is what shows a Redis that lost everything.
+# (docs/adr/0013). Created here: ``cache:mark`` is what shows a Redis that lost everything.
 # KEYS: the relay's mark key. ARGV: LSN (16 hex digits).
 RAISE_RELAY_MARK = """
 local current = redis.call('GET', KEYS[1])

@@ -1,7 +1,7 @@
 """One relay batch: claim due events, apply their invalidation to Redis, record them processed.
 
 The claim (``FOR UPDATE SKIP LOCKED``) deletes the events from the outbox and files the batch as
-one ``outbox_processed`` row in the same statement (docs/adr/0012), inside a transaction committed
+one ``outbox_processed`` row in the same statement (docs/adr/0013), inside a transaction committed
 only after Redis succeeded: a relay that dies mid-batch leaves its events in the outbox for the
 next one, and several relays never apply the same event at once. When Redis fails the claim rolls
 back and the events keep their place, with ``attempts``, ``last_error`` and a capped exponential

@@ -1,5 +1,5 @@
 -- Processed events leave the outbox: the relay's claim deletes the batch's rows and files the
--- batch as one row of arrays in outbox_processed (docs/adr/0012). Rewriting each processed row in
+-- batch as one row of arrays in outbox_processed (docs/adr/0013). Rewriting each processed row in
 -- place (new row version, two index entries) was the drain's largest cost; one row per batch is
 -- cheap to write, to keep for inspection, and to purge. Payloads are kept as the text the relay
 -- reads, and the arrays are compressed with lz4: pglz took as long as the rest of the claim.
