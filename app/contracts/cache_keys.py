@@ -13,6 +13,9 @@ Keys (Redis-Cluster-safe: a key without braces hashes whole, so ``product:42`` a
 - ``<family>:g<counter>:<suffix>``  a cached list page under its generation.
 - ``cache:mark``           the highest primary position whose invalidations this Redis holds;
   missing after Redis lost its keys, which is how the relay notices (docs/adr/0009).
+- ``cache:mark:<relay>``   the highest position of that relay's own batches in this Redis: a
+  failover that lost one of its batches shows it lower, even when another relay's batch raised
+  ``cache:mark`` past it first (docs/adr/0013).
 
 The fence closes the stale-refill races (docs/consistency.md, rule 4): a fill that read an old
 row, from a slow query or a lagging replica, is refused once the relay has announced a newer
@@ -24,6 +27,10 @@ from __future__ import annotations
 CACHE_MARK = "cache:mark"
 GEN_SEARCH = "gen:search"
 GEN_TOP_SELLING = "gen:top-selling"
+
+
+def relay_mark_key(relay_name: str) -> str:
+    return f"{CACHE_MARK}:{relay_name}"
 
 
 def product_key(product_id: int) -> str:

@@ -87,6 +87,16 @@ if ARGV[1] > current then redis.call('SET', KEYS[1], ARGV[1]) end
 return 1
 """
 
+# One relay's own mark: the highest position of its batches this Redis holds. Only that relay
+# writes it, so no other relay's batch can raise it past a batch of its that a failover lost
+# (docs/adr/0013). Created here: ``cache:mark`` is what shows a Redis that lost everything.
+# KEYS: the relay's mark key. ARGV: LSN (16 hex digits).
+RAISE_RELAY_MARK = """
+local current = redis.call('GET', KEYS[1])
+if (not current) or ARGV[1] > current then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1
+"""
+
 # Cache a product only if it is at least as new as the fence and as any cached entry.
 # KEYS: product key, fence key. ARGV: version, entry bytes, TTL in ms.
 # Returns 1 when stored, 0 when refused as stale.
@@ -115,6 +125,7 @@ class CacheScripts:
         self.fence_and_delete_many: AsyncScript = redis.register_script(FENCE_AND_DELETE_MANY)
         self.bump_generation: AsyncScript = redis.register_script(BUMP_GENERATION)
         self.raise_mark: AsyncScript = redis.register_script(RAISE_MARK)
+        self.raise_relay_mark: AsyncScript = redis.register_script(RAISE_RELAY_MARK)
         self.fill_if_newer_script: AsyncScript = redis.register_script(FILL_IF_NEWER)
         self.redis = redis
 

@@ -1,10 +1,11 @@
-"""One relay batch: claim due events, apply their invalidation to Redis, mark them processed.
+"""One relay batch: claim due events, apply their invalidation to Redis, record them processed.
 
-The claim (``FOR UPDATE SKIP LOCKED``) marks the events processed in the same statement, inside
-a transaction committed only after Redis succeeded: a relay that dies mid-batch leaves its
-events unclaimed and unmarked for the next one, and several relays never apply the same event at
-once. When Redis fails the claim rolls back and the events keep their place, with ``attempts``,
-``last_error`` and a capped exponential ``next_attempt_at``. Nothing is dropped.
+The claim (``FOR UPDATE SKIP LOCKED``) deletes the events from the outbox and files the batch as
+one ``outbox_processed`` row in the same statement (docs/adr/0013), inside a transaction committed
+only after Redis succeeded: a relay that dies mid-batch leaves its events in the outbox for the
+next one, and several relays never apply the same event at once. When Redis fails the claim rolls
+back and the events keep their place, with ``attempts``, ``last_error`` and a capped exponential
+``next_attempt_at``. Nothing is dropped.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncpg
 import structlog
 from redis.exceptions import RedisError
 
+from app.contracts.cache_keys import relay_mark_key
 from app.contracts.cache_scripts import CacheScripts
 from app.contracts.events import encode_announcements
 from app.core.db import lsn_to_int
@@ -27,6 +29,7 @@ from app.core.metrics import (
     OUTBOX_FAILED,
     OUTBOX_PROCESSED,
     OUTBOX_UNPARSED,
+    observe_many,
 )
 from app.core.sql import queries
 from app.invalidation.plan import InvalidationPlan, apply_plan
@@ -38,7 +41,7 @@ REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutErr
 
 @dataclass(frozen=True, slots=True)
 class BatchOptions:
-    relay_name: str  # recorded in outbox.processed_by
+    relay_name: str  # recorded in outbox_processed.processed_by
     batch_size: int
     fence_ttl_ms: int
     generation_interval_ms: int
@@ -60,9 +63,9 @@ class BatchOutcome:
 async def process_batch(
     conn: asyncpg.Connection[asyncpg.Record], scripts: CacheScripts, options: BatchOptions
 ) -> BatchOutcome:
-    """Claim, apply and mark one batch; a Redis failure rolls the claim back and records it.
+    """Claim, apply and file one batch; a Redis failure rolls the claim back and records it.
 
-    Four Postgres round trips (BEGIN, claim-and-mark, announce, COMMIT) and one Redis round trip,
+    Four Postgres round trips (BEGIN, claim-and-file, announce, COMMIT) and one Redis round trip,
     whatever the batch size.
     """
     error: str | None = None
@@ -71,7 +74,7 @@ async def process_batch(
     await tx.start()
     try:
         claim = await conn.fetchrow(Q["claim_batch"], options.batch_size, options.relay_name)
-        if claim is None or claim["ids"] is None:
+        if claim is None:  # nothing due
             await tx.commit()
             return BatchOutcome(0, 0)
         ids: list[int] = claim["ids"]
@@ -84,7 +87,12 @@ async def process_batch(
         lsn = lsn_to_int(claim["lsn"])
         try:
             remembered = await apply_plan(
-                scripts, plan, options.fence_ttl_ms, lsn=lsn, generation_interval_ms=options.generation_interval_ms
+                scripts,
+                plan,
+                options.fence_ttl_ms,
+                lsn=lsn,
+                generation_interval_ms=options.generation_interval_ms,
+                relay_mark=relay_mark_key(options.relay_name),
             )
         except REDIS_ERRORS as exc:
             error = f"redis: {type(exc).__name__}: {exc}"[:500]
@@ -101,7 +109,7 @@ async def process_batch(
         raise
     event_types: list[str] = claim["event_types"]
     if error is not None:
-        # The claim and its mark are rolled back; record the failure so ops can see it, and back off.
+        # The claim and its record are rolled back; record the failure so ops can see it, and back off.
         await conn.execute(Q["mark_failed"], ids, error, options.max_backoff_s)
         for event_type, count in Counter(event_types).items():
             OUTBOX_FAILED.labels(event_type).inc(count)
@@ -113,8 +121,7 @@ async def process_batch(
 def _observe(event_types: list[str], created_at: list[float]) -> None:
     now = time.time()
     OUTBOX_BATCH_SIZE.observe(len(event_types))
-    observe = INVALIDATION_LATENCY.observe
-    for created in created_at:
-        observe(max(0.0, now - created))
+    # Still one observation per event (the metric's meaning), counted per bucket.
+    observe_many(INVALIDATION_LATENCY, [max(0.0, now - created) for created in created_at])
     for event_type, count in Counter(event_types).items():
         OUTBOX_PROCESSED.labels(event_type).inc(count)

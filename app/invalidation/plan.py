@@ -62,14 +62,16 @@ async def apply_plan(
     *,
     lsn: int,
     generation_interval_ms: int,
+    relay_mark: str | None = None,
 ) -> bool:
     """Fence and delete every product, bump every affected list generation, raise the cache's
     memory mark: one round trip, in that order.
 
     ``lsn`` is the primary's WAL insert position read after the events committed; generations
     remember it so list readers know which replicas are fresh enough to fill the cache from, and
-    the mark records that this Redis holds every invalidation up to it. Returns False when the
-    mark is missing: Redis lost its keys, and the relay must re-apply recent invalidations.
+    the mark records that this Redis holds every invalidation up to it. ``relay_mark`` is the
+    applying relay's own mark key, raised last. Returns False when the mark is missing: Redis lost
+    its keys, and the relay must re-apply recent invalidations.
     """
     items = list(plan.versions.items())
     calls: list[ScriptCall] = []
@@ -87,5 +89,7 @@ async def apply_plan(
     calls += [(scripts.bump_generation, [key], [position, generation_interval_ms]) for key in generations]
     # Last: a Redis that has the mark has everything before it (replication keeps order).
     calls.append((scripts.raise_mark, [CACHE_MARK], [position]))
+    if relay_mark is not None:
+        calls.append((scripts.raise_relay_mark, [relay_mark], [position]))
     results = await scripts.run_pipelined(calls)
-    return bool(results[-1])
+    return bool(results[-2 if relay_mark is not None else -1])

@@ -32,14 +32,33 @@ log = structlog.get_logger("catalog.relay")
 
 @dataclass(slots=True)
 class CacheMemory:
-    """What one relay knows of the cache's mark: the highest it has written or seen."""
+    """What one relay knows of the cache's marks: the highest it has written or seen."""
 
-    seen: int = 0
+    relay_mark: str | None = None  # this relay's own mark key (cache:mark:<name>), if it has one
+    seen: int = 0  # the highest cache:mark read or raised
+    own: int = 0  # the highest position this relay raised its own mark to
+
+    def raised(self, lsn: int) -> None:
+        """A batch of ours raised both marks to ``lsn`` (and committed)."""
+        self.seen = max(self.seen, lsn)
+        self.own = max(self.own, lsn)
 
     async def forgot(self, scripts: CacheScripts) -> bool:
-        """Has Redis lost keys since this relay last looked? (Redis errors propagate.)"""
-        mark = parse_lsn_hex(await scripts.redis.get(CACHE_MARK))
+        """Has Redis lost keys since this relay last looked? (Redis errors propagate.)
+
+        ``cache:mark`` missing or lower than we saw: Redis lost keys. Our own mark lower than we
+        raised it: a failover lost a batch of ours, even if another relay's batch, claimed after
+        ours but applied before it, had already raised ``cache:mark`` past it.
+        """
+        keys = [CACHE_MARK] if self.relay_mark is None else [CACHE_MARK, self.relay_mark]
+        async with scripts.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.get(key)
+            values = [parse_lsn_hex(value) for value in await pipe.execute()]
+        mark, own = values[0], values[-1] if self.relay_mark is not None else None
         if mark is None or mark < self.seen:
+            return True
+        if self.own and (own is None or own < self.own):
             return True
         self.seen = mark
         return False
@@ -52,20 +71,22 @@ class CacheMemory:
         # Everything committed before this position is covered once the re-apply below is done.
         lsn = lsn_to_int(await conn.fetchval(Q["wal_insert_lsn"]))
         reapplied = 0
-        after_id = 0
-        while True:
-            rows = await conn.fetch(Q["recently_processed"], float(window_s), after_id, options.batch_size)
-            if not rows:
-                break
-            plan = InvalidationPlan.of(row["payload"] for row in rows)
+        after_batch = 0
+        # Batch by batch, as the relays filed them (outbox_processed: one row per applied batch).
+        while (row := await conn.fetchrow(Q["recently_processed"], float(window_s), after_batch)) is not None:
+            plan = InvalidationPlan.of(row["payloads"])
             await apply_plan(
                 scripts, plan, options.fence_ttl_ms, lsn=lsn, generation_interval_ms=options.generation_interval_ms
             )
             if plan.versions:
                 await conn.execute(Q["announce_invalidations"], encode_announcements(plan.versions))
-            reapplied += len(rows)
-            after_id = rows[-1]["id"]
-        await scripts.redis.set(CACHE_MARK, lsn_hex(lsn))
-        self.seen = max(self.seen, lsn)
+            reapplied += len(row["payloads"])
+            after_batch = row["id"]
+        async with scripts.redis.pipeline(transaction=False) as pipe:
+            for key in (CACHE_MARK, self.relay_mark):
+                if key is not None:
+                    pipe.set(key, lsn_hex(lsn))
+            await pipe.execute()
+        self.raised(lsn)
         log.warning("relay.cache_amnesia_recovered", reapplied=reapplied, window_s=window_s, mark=lsn_hex(lsn))
         return reapplied

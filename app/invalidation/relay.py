@@ -21,6 +21,7 @@ import asyncpg
 import structlog
 from redis.asyncio import Redis
 
+from app.contracts.cache_keys import relay_mark_key
 from app.contracts.cache_scripts import CacheScripts
 from app.contracts.events import INVALIDATION_CHANNEL, OUTBOX_CHANNEL, parse_announcement
 from app.core.db import CONNECTION_ERRORS, command_timeout_s, init_connection, server_settings
@@ -95,7 +96,7 @@ class OutboxRelay:
         self.on_invalidated = on_invalidated
         self.on_connected = on_connected
         self.on_disconnected = on_disconnected
-        self.memory = CacheMemory()
+        self.memory = CacheMemory(relay_mark=relay_mark_key(name))
         self.scripts = CacheScripts(redis)
         self._wake = asyncio.Event()
         self.connected = False
@@ -223,9 +224,9 @@ class OutboxRelay:
                 if outcome.forgotten:
                     await self.memory.recover(conn, self.scripts, self.batch, self.fence_ttl_s)
                 else:
-                    # Remember the mark we raised, not only the ones we read: a Redis failover that
-                    # loses just our last batch leaves a lower mark, and we notice.
-                    self.memory.seen = max(self.memory.seen, outcome.lsn)
+                    # Remember the marks we raised, not only the ones we read: a Redis failover that
+                    # loses a batch of ours leaves our own mark lower, and we notice.
+                    self.memory.raised(outcome.lsn)
                     await self._refresh(conn, outcome.versions)
                 self._redis_backoff_s = 0.0
                 if outcome.processed:

@@ -1,23 +1,36 @@
 -- claim_batch --
--- Claim due events (SKIP LOCKED; never WHERE id > last_seen) and mark them processed by relay $2, uncommitted: the relay commits only after Redis took them, so a crash or a rollback re-delivers. One row: the batch as arrays (NULL when none was due) and the WAL position, read after every claimed event committed.
+-- Claim due events (SKIP LOCKED; never WHERE id > last_seen), delete them from the outbox and file them as one outbox_processed row by relay $2, uncommitted: the relay commits only after Redis took them, so a crash or a rollback re-delivers. One row of the batch as arrays and the WAL position (read after every claimed event committed); none when nothing was due.
 WITH claimed AS (
-    UPDATE outbox
-    SET processed_at = clock_timestamp(), processed_by = $2, attempts = attempts + 1, last_error = NULL
+    DELETE FROM outbox
     WHERE ctid = ANY (ARRAY (
         SELECT ctid FROM outbox
-        WHERE processed_at IS NULL AND next_attempt_at <= clock_timestamp()
+        WHERE next_attempt_at <= clock_timestamp()
         ORDER BY id
         LIMIT $1
         FOR UPDATE SKIP LOCKED
     ))
-    RETURNING id, event_type, payload, created_at
+    RETURNING id, event_type, aggregate_id, payload, created_at, attempts + 1 AS attempts
+), batch AS (
+    -- One pass: element i of every array is the same event.
+    SELECT count(*)::integer AS events, max(id) AS last_event_id, array_agg(id) AS ids,
+           array_agg(event_type) AS event_types, array_agg(aggregate_id) AS aggregate_ids,
+           array_agg(payload::text) AS payloads, array_agg(created_at) AS created_at,
+           array_agg(extract(epoch FROM created_at)::float8) AS created_epochs, array_agg(attempts) AS attempts
+    FROM claimed
+    HAVING count(*) > 0
+), filed AS (
+    INSERT INTO outbox_processed
+        (processed_at, processed_by, events, last_event_id, event_ids, event_types, aggregate_ids, payloads,
+         created_at, attempts)
+    SELECT clock_timestamp(), $2, events, last_event_id, ids, event_types, aggregate_ids, payloads, created_at, attempts
+    FROM batch
 )
 SELECT pg_current_wal_insert_lsn()::text AS lsn,
-       array_agg(id) AS ids,
-       array_agg(event_type) AS event_types,
-       array_agg(payload::text) AS payloads,
-       array_agg(extract(epoch FROM created_at)::float8) AS created_at
-FROM claimed;
+       ids,
+       event_types,
+       payloads,
+       created_epochs AS created_at
+FROM batch;
 
 -- mark_failed --
 -- After the claim rolled back: count the attempt, keep the error, back off (capped exponential).
@@ -26,58 +39,88 @@ SET attempts = attempts + 1,
     last_error = $2,
     next_attempt_at = clock_timestamp()
         + least(make_interval(secs => $3), make_interval(secs => 0.1 * power(2, least(attempts, 16))))
-WHERE id = ANY($1::bigint[]) AND processed_at IS NULL;
+WHERE id = ANY($1::bigint[]);
 
 -- purge_processed --
--- Retention: delete one batch of events processed before the cutoff.
+-- Retention: delete the oldest batches processed before the cutoff, about $2 events' worth (at least one batch); how many batches and events went.
 WITH doomed AS (
-    SELECT id FROM outbox
-    WHERE processed_at IS NOT NULL AND processed_at < clock_timestamp() - make_interval(secs => $1)
-    ORDER BY processed_at
-    LIMIT $2
+    SELECT id
+    FROM (
+        SELECT id, events, sum(events) OVER (ORDER BY processed_at, id) AS upto
+        FROM outbox_processed
+        WHERE processed_at < clock_timestamp() - make_interval(secs => $1)
+    ) AS old
+    WHERE upto - events < $2
+), gone AS (
+    DELETE FROM outbox_processed WHERE id IN (SELECT id FROM doomed) RETURNING events
 )
-DELETE FROM outbox WHERE id IN (SELECT id FROM doomed);
+SELECT count(*) AS batches, coalesce(sum(events), 0)::bigint AS events FROM gone;
 
 -- backlog --
 -- Pending count and the age of the oldest pending event, for metrics and ops.
 SELECT count(*) AS pending,
        coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0)::float8 AS oldest_pending_age_seconds
-FROM outbox
-WHERE processed_at IS NULL;
+FROM outbox;
 
 -- status_by_type --
--- ops/outbox status: per event type, pending, failing and recent throughput.
+-- ops/outbox status: per event type, pending, failing and recent throughput (event types seen pending or processed within the hour).
+WITH pending AS (
+    SELECT event_type,
+           count(*) AS pending,
+           count(*) FILTER (WHERE attempts > 0) AS failing,
+           extract(epoch FROM clock_timestamp() - min(created_at))::float8 AS oldest_pending_age_seconds
+    FROM outbox
+    GROUP BY event_type
+), processed AS (
+    SELECT t.event_type,
+           count(*) FILTER (WHERE b.processed_at >= clock_timestamp() - interval '1 minute') AS processed_last_minute,
+           count(*) AS processed_last_hour
+    FROM outbox_processed AS b
+    CROSS JOIN LATERAL unnest(b.event_types) AS t (event_type)
+    WHERE b.processed_at >= clock_timestamp() - interval '1 hour'
+    GROUP BY t.event_type
+)
 SELECT event_type,
-       count(*) FILTER (WHERE processed_at IS NULL) AS pending,
-       count(*) FILTER (WHERE processed_at IS NULL AND attempts > 0) AS failing,
-       count(*) FILTER (WHERE processed_at >= clock_timestamp() - interval '1 minute') AS processed_last_minute,
-       count(*) FILTER (WHERE processed_at >= clock_timestamp() - interval '1 hour') AS processed_last_hour,
-       coalesce(extract(epoch FROM clock_timestamp() - min(created_at) FILTER (WHERE processed_at IS NULL)), 0)::float8
-           AS oldest_pending_age_seconds
-FROM outbox
-GROUP BY event_type
+       coalesce(p.pending, 0) AS pending,
+       coalesce(p.failing, 0) AS failing,
+       coalesce(d.processed_last_minute, 0) AS processed_last_minute,
+       coalesce(d.processed_last_hour, 0) AS processed_last_hour,
+       coalesce(p.oldest_pending_age_seconds, 0)::float8 AS oldest_pending_age_seconds
+FROM pending AS p
+FULL JOIN processed AS d USING (event_type)
 ORDER BY event_type;
 
 -- failing_events --
--- ops/outbox status: unprocessed events that have failed at least once, with their last error.
+-- ops/outbox status: pending events that have failed at least once, with their last error.
 SELECT id, event_type, aggregate_id, attempts, last_error, next_attempt_at, created_at
 FROM outbox
-WHERE processed_at IS NULL AND attempts > 0
+WHERE attempts > 0
 ORDER BY id
 LIMIT $1;
 
 -- recent_events --
--- ops/outbox tail: the newest events (after $1, for follow mode), oldest first.
+-- ops/outbox tail: the newest $2 events after id $1, pending or processed, oldest first. The batches holding the newest $2 processed events are among the $2 batches with the highest last_event_id.
 SELECT id, event_type, aggregate_id, payload, created_at, attempts, last_error, processed_at, processed_by
 FROM (
-    SELECT * FROM outbox WHERE id > $1 ORDER BY id DESC LIMIT $2
+    (SELECT id, event_type, aggregate_id, payload, created_at, attempts, last_error,
+            NULL::timestamptz AS processed_at, NULL::text AS processed_by
+     FROM outbox WHERE id > $1 ORDER BY id DESC LIMIT $2)
+    UNION ALL
+    (SELECT e.id, e.event_type, e.aggregate_id, e.payload::jsonb, e.created_at, e.attempts, NULL::text,
+            b.processed_at, b.processed_by
+     FROM (SELECT * FROM outbox_processed WHERE last_event_id > $1 ORDER BY last_event_id DESC LIMIT $2) AS b
+     CROSS JOIN LATERAL unnest(b.event_ids, b.event_types, b.aggregate_ids, b.payloads, b.created_at, b.attempts)
+         AS e (id, event_type, aggregate_id, payload, created_at, attempts)
+     WHERE e.id > $1)
+    ORDER BY id DESC
+    LIMIT $2
 ) AS newest
 ORDER BY id;
 
 -- retry_failing --
 -- ops/outbox retry: make every failing event due now.
 UPDATE outbox SET next_attempt_at = clock_timestamp()
-WHERE processed_at IS NULL AND attempts > 0;
+WHERE attempts > 0;
 
 -- wal_insert_lsn --
 -- Read by the relay after claiming: the list generations it bumps remember this position.
@@ -88,9 +131,9 @@ SELECT pg_current_wal_insert_lsn()::text;
 SELECT pg_notify('catalog_invalidation', payload) FROM unnest($1::text[]) AS payload;
 
 -- recently_processed --
--- Cache amnesia: the events processed within the last $1 seconds (the fences' span), after id $2, to re-apply.
-SELECT id, payload
-FROM outbox
+-- Cache amnesia: the next batch (after batch $2) processed within the last $1 seconds (the fences' span), to re-apply.
+SELECT id, payloads
+FROM outbox_processed
 WHERE processed_at >= clock_timestamp() - make_interval(secs => $1) AND id > $2
 ORDER BY id
-LIMIT $3;
+LIMIT 1;

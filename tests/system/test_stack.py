@@ -56,7 +56,7 @@ def test_write_through_nginx_sets_cookie_and_one_outbox_row(stack: Stack, admin:
     async def outbox_rows(product_id: int) -> list[dict[str, object]]:
         conn = await asyncpg.connect(stack.config.superuser_dsn(stack.config.primary_port))
         try:
-            rows = await conn.fetch("SELECT payload FROM outbox WHERE aggregate_id = $1", product_id)
+            rows = await conn.fetch("SELECT payload FROM outbox_events WHERE aggregate_id = $1", product_id)
         finally:
             await conn.close()
         return [json.loads(r["payload"]) for r in rows]

@@ -71,7 +71,7 @@ async def probe_recovery(url: str, admin_token: str, product_id: int, started: f
 
 
 async def _processed_up_to(conn: asyncpg.Connection[asyncpg.Record], mark: int) -> bool:
-    pending = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM outbox WHERE processed_at IS NULL AND id <= $1)", mark)
+    pending = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM outbox WHERE id <= $1)", mark)
     return not pending
 
 
@@ -90,7 +90,12 @@ async def watch_drain(dsn: str, started: float, probe: asyncio.Task[float | None
         try:
             async with connect(dsn) as conn:
                 if mark is None:
-                    mark = int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM outbox"))
+                    mark = int(
+                        await conn.fetchval(
+                            "SELECT greatest((SELECT max(id) FROM outbox),"
+                            " (SELECT max(last_event_id) FROM outbox_processed), 0)"
+                        )
+                    )
                 if await poll_until(functools.partial(_processed_up_to, conn, mark), deadline):
                     return round(time.monotonic() - started, 3)
         except DB_ERRORS:

@@ -198,7 +198,7 @@ class RelayKilledMidDrain(InstanceKilled):
         )
         SELECT min(id) AS first, max(id) AS last, count(*) AS n FROM inserted
     """
-    PROGRESS = "SELECT count(*) FILTER (WHERE processed_at IS NULL) FROM outbox WHERE id BETWEEN $1 AND $2"
+    PROGRESS = "SELECT count(*) FROM outbox WHERE id BETWEEN $1 AND $2"
     first = last = 0
 
     async def inject(self, ctx: FaultContext) -> None:
@@ -228,7 +228,7 @@ class RelayKilledMidDrain(InstanceKilled):
             rows = await conn.fetch(
                 """SELECT processed_by, count(*) AS n,
                           extract(epoch FROM max(processed_at) - min(min(created_at)) OVER ())::float8 AS took
-                   FROM outbox WHERE id BETWEEN $1 AND $2 GROUP BY processed_by ORDER BY processed_by""",
+                   FROM outbox_events WHERE id BETWEEN $1 AND $2 GROUP BY processed_by ORDER BY processed_by""",
                 self.first,
                 self.last,
             )

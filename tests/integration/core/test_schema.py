@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
 
+from app.admin_cli.outbox import outbox_status
 from app.core.migrate import create_database, discover, drop_database, migrate
-from app.core.sql import SQL_DIR
+from app.core.sql import SQL_DIR, queries
+from app.invalidation.retention import purge_processed
 from devtools.stack import Stack
 from devtools.stack.system import pg_bindir
 
@@ -65,6 +69,54 @@ async def test_schema_file_equals_the_migrated_schema(empty_databases: tuple[str
         await conn.close()
     assert _dump(from_file) == _dump(migrated)
     assert "CREATE TABLE public.outbox" in _dump(migrated)
+
+
+_EVENTS = """SELECT id, event_type, aggregate_id, payload::text AS payload, created_at, attempts, last_error,
+                     processed_by, date_trunc('second', processed_at) AS processed_second
+              FROM {} ORDER BY id"""
+
+
+async def test_the_processed_batches_migration_moves_processed_events_and_keeps_pending_ones(
+    empty_databases: tuple[str, str], tmp_path: Path
+) -> None:
+    dsn = empty_databases[0]
+    ours = next(m for m in discover() if m.name == "outbox_processed_batches")
+    for migration in discover():
+        if migration.version < ours.version:  # the database as it was before processed events left the outbox
+            shutil.copy(migration.path, tmp_path)
+    await migrate(dsn, tmp_path)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            """INSERT INTO outbox (event_type, aggregate_id, payload, attempts, processed_at, processed_by)
+               SELECT 'product.updated', g, jsonb_build_object('id', g, 'version', g), 1,
+                      date_trunc('second', now()) - interval '1 minute' + g * interval '1 microsecond', 'r1'
+               FROM generate_series(1, 2500) AS g;
+               INSERT INTO outbox (event_type, aggregate_id, payload, attempts, processed_at, processed_by)
+               SELECT 'product.created', g, jsonb_build_object('id', g, 'version', 1), 2,
+                      now() - interval '25 hours', 'r2'
+               FROM generate_series(1, 10) AS g;
+               INSERT INTO outbox (event_type, aggregate_id, payload) VALUES ('product.updated', 7, '{"id": 7}');
+               INSERT INTO outbox (event_type, aggregate_id, payload, attempts, last_error)
+               VALUES ('product.updated', 8, '{"id": 8}', 2, 'redis: ConnectionError')"""
+        )
+        before = [dict(r) for r in await conn.fetch(_EVENTS.format("outbox"))]
+        assert [m.version for m in await migrate(dsn)] == [m.version for m in discover() if m.version >= ours.version]
+
+        assert [dict(r) for r in await conn.fetch(_EVENTS.format("outbox_events"))] == before
+        assert await conn.fetchval("SELECT count(*) FROM outbox") == 2, "only pending events stay in the outbox"
+        batches = await conn.fetch("SELECT processed_by, events FROM outbox_processed ORDER BY id")
+        assert [(r["processed_by"], r["events"]) for r in batches] == [("r2", 10), ("r1", 2000), ("r1", 500)]
+        # What reads processed events works on the moved ones.
+        status = await outbox_status(conn)
+        assert (status["pending"], status["failing"], status["processed_last_hour"]) == (2, 1, 2500)
+        recent = await conn.fetchrow(queries("outbox")["recently_processed"], 3600.0, 0)
+        assert recent is not None
+        assert len(recent["payloads"]) == 2000
+        assert await purge_processed(conn, older_than_s=24 * 3600) == 10
+        assert await conn.fetchval("SELECT count(*) FROM outbox_events") == 2502
+    finally:
+        await conn.close()
 
 
 async def test_create_database_keeps_or_replaces_and_returns_the_dsn(stack: Stack) -> None:

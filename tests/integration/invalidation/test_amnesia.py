@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Any
 
 import asyncpg
 import httpx
@@ -20,6 +21,8 @@ import redis.asyncio as aioredis
 from app.contracts.cache_keys import CACHE_MARK, fence_key, lsn_hex, product_key
 from app.contracts.cache_scripts import CacheScripts
 from app.core.db import init_connection
+from app.invalidation import batch as batch_module
+from app.invalidation.plan import InvalidationPlan
 from app.invalidation.recovery import CacheMemory
 from app.invalidation.relay import OutboxRelay
 from app.main import runtime_of
@@ -146,3 +149,63 @@ async def test_a_relay_notices_a_failover_that_lost_its_own_last_batch(
         assert await redis_client.get(product_key(PRODUCT)) is None
     finally:
         await conn.close()
+
+
+async def test_a_failover_that_loses_a_lower_batch_landed_after_a_higher_mark_is_noticed(
+    db: ScratchDatabase, redis_client: aioredis.Redis, primary: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two relays: A claims first (lower WAL position), B claims, applies and raises the mark past A's
+    batch before A's batch reaches Redis. A failover to a Redis replica that has B's batch but not
+    A's keeps that higher mark; A must still notice that its batch is gone."""
+    settings = db.settings()
+    relays = {
+        name: OutboxRelay(name, settings.db.primary_dsn, redis_client, settings.relay, settings.cache) for name in "ab"
+    }
+    conns = {name: await asyncpg.connect(settings.db.primary_dsn) for name in "ab"}
+    held, release = asyncio.Event(), asyncio.Event()
+    original = batch_module.apply_plan
+
+    async def apply_plan_holding_a(scripts: CacheScripts, plan: InvalidationPlan, *args: Any, **kwargs: Any) -> bool:
+        if PRODUCT in plan.versions:  # A's batch: claimed, its WAL position read, not yet in Redis
+            held.set()
+            await release.wait()
+        return await original(scripts, plan, *args, **kwargs)
+
+    monkeypatch.setattr(batch_module, "apply_plan", apply_plan_holding_a)
+
+    async def insert(product_id: int, version: int) -> None:
+        payload = {"id": product_id, "version": version, "category_id": 1, "old_category_id": 1}
+        await primary.execute(
+            "INSERT INTO outbox (event_type, aggregate_id, payload) VALUES ('product.updated', $1, $2::jsonb)",
+            product_id,
+            json.dumps(payload),
+        )
+
+    try:
+        for conn in conns.values():
+            await init_connection(conn)
+        await redis_client.set(CACHE_MARK, lsn_hex(1))
+        await insert(PRODUCT, 9)
+        drain_a = asyncio.create_task(relays["a"].drain(conns["a"]))
+        await asyncio.wait_for(held.wait(), 5)
+        await insert(PRODUCT + 1, 5)
+        assert (await relays["b"].drain(conns["b"])).processed == 1  # B's higher mark is in Redis first
+        replica = {key: await redis_client.dump(key) for key in await redis_client.keys("*")}
+        release.set()
+        assert (await drain_a).processed == 1
+        assert await redis_client.get(fence_key(PRODUCT)) == b"9"
+
+        # Failover to a Redis replica that had received everything up to B's batch, none of A's.
+        await redis_client.flushdb()
+        for key, value in replica.items():
+            await redis_client.restore(key, 0, value)
+        await redis_client.set(product_key(PRODUCT), b"8|{}")  # filled from a lagging replica meanwhile
+
+        for name in "ab":
+            await relays[name].drain(conns[name])
+        assert await redis_client.get(fence_key(PRODUCT)) == b"9", "A's lost batch was re-applied"
+        assert await redis_client.get(product_key(PRODUCT)) is None
+    finally:
+        release.set()
+        for conn in conns.values():
+            await conn.close()

@@ -67,7 +67,12 @@ async def test_a_batch_is_four_postgres_round_trips_and_one_redis_round_trip(
     announced: list[tuple[int, int]] = []
     await primary.add_listener(INVALIDATION_CHANNEL, lambda *a: announced.extend(parse_announcement(a[-1])))
     scripts = CacheScripts(redis_client)
-    for script in (scripts.fence_and_delete_many, scripts.bump_generation, scripts.raise_mark):
+    for script in (
+        scripts.fence_and_delete_many,
+        scripts.bump_generation,
+        scripts.raise_mark,
+        scripts.raise_relay_mark,
+    ):
         await redis_client.script_load(script.script)  # as after the relay's first batch
 
     calls: Counter[str] = Counter()
@@ -100,13 +105,16 @@ async def test_a_batch_is_four_postgres_round_trips_and_one_redis_round_trip(
     # Every event was marked by that one claim, once, by this relay.
     marked = await primary.fetchrow(
         "SELECT count(*) FILTER (WHERE processed_by = 'counted' AND attempts = 1 AND processed_at IS NOT NULL) AS ok,"
-        " count(*) AS total FROM outbox"
+        " count(*) AS total FROM outbox_events"
     )
     assert (marked["ok"], marked["total"]) == (EVENTS, EVENTS)
+    filed = await primary.fetchrow("SELECT count(*) AS batches, sum(events) AS events FROM outbox_processed")
+    assert (filed["batches"], filed["events"]) == (1, EVENTS), "the batch is filed as one row"
+    assert await primary.fetchval("SELECT count(*) FROM outbox") == 0, "and leaves the outbox"
     newest = {
         r["aggregate_id"]: r["version"]
         for r in await primary.fetch(
-            "SELECT aggregate_id, max((payload->>'version')::bigint) AS version FROM outbox GROUP BY 1"
+            "SELECT aggregate_id, max((payload->>'version')::bigint) AS version FROM outbox_events GROUP BY 1"
         )
     }
     for pid, version in newest.items():
@@ -130,7 +138,7 @@ async def test_claimed_events_stay_pending_to_others_until_commit_and_return_on_
         claim = await relay_conn.fetchrow(Q["claim_batch"], 1_000, "first")
         assert len(claim["ids"]) == 1_000
         # Marked inside the claim, but invisible to everyone else until the relay commits after Redis.
-        assert await primary.fetchval("SELECT count(*) FROM outbox WHERE processed_at IS NULL") == EVENTS
+        assert await primary.fetchval("SELECT count(*) FROM outbox_events WHERE processed_at IS NULL") == EVENTS
         async with other.transaction():
             second = await other.fetchrow(Q["claim_batch"], 2_000, "second")
         assert set(second["ids"]).isdisjoint(claim["ids"]), "SKIP LOCKED: never two relays on one event"
@@ -138,9 +146,11 @@ async def test_claimed_events_stay_pending_to_others_until_commit_and_return_on_
     finally:
         await tx.rollback()  # what Redis failing, or the relay dying, amounts to
         await other.close()
-    pending = await primary.fetch("SELECT id, processed_by, attempts FROM outbox WHERE processed_at IS NULL")
+    pending = await primary.fetch("SELECT id, processed_by, attempts FROM outbox_events WHERE processed_at IS NULL")
     assert {r["id"] for r in pending} == set(claim["ids"]), "the rolled-back claim is due again, the other kept"
     assert all(r["processed_by"] is None and r["attempts"] == 0 for r in pending), "the rollback undid the mark"
+    filed = await primary.fetch("SELECT processed_by FROM outbox_processed")
+    assert [r["processed_by"] for r in filed] == ["second"], "only the committed claim was filed"
 
 
 async def test_scripts_the_server_forgot_are_loaded_again(redis_client: aioredis.Redis) -> None:

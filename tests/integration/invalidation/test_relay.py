@@ -47,7 +47,7 @@ async def _stale_gone(redis: aioredis.Redis, pid: int) -> bool:
 
 
 async def _pending(primary: asyncpg.Connection) -> int:
-    return int(await primary.fetchval("SELECT count(*) FROM outbox WHERE processed_at IS NULL"))
+    return int(await primary.fetchval("SELECT count(*) FROM outbox_events WHERE processed_at IS NULL"))
 
 
 def _relay(db: ScratchDatabase, redis: aioredis.Redis, name: str, **overrides: object) -> OutboxRelay:
@@ -146,7 +146,7 @@ async def test_relay_started_late_sweeps_the_whole_backlog(
         await task
     assert all([await _stale_gone(redis_client, pid) for pid in range(20, 70)])
     assert relay.processed_total == 50
-    processed_by = await primary.fetch("SELECT DISTINCT processed_by FROM outbox")
+    processed_by = await primary.fetch("SELECT DISTINCT processed_by FROM outbox_events")
     assert [r["processed_by"] for r in processed_by] == ["late"]
 
 
@@ -181,7 +181,7 @@ async def test_redis_outage_keeps_events_pending_then_drains(
 
             async def all_tried_and_failed() -> bool:
                 failed = await primary.fetchval(
-                    "SELECT count(*) FROM outbox "
+                    "SELECT count(*) FROM outbox_events "
                     "WHERE processed_at IS NULL AND attempts >= 1 AND last_error LIKE 'redis:%'"
                 )
                 return int(failed) == len(pids)
@@ -253,15 +253,17 @@ async def test_two_relays_racing_never_process_an_event_twice(
         await asyncio.gather(*tasks)
     assert sum(r.processed_total for r in relays) == 3000
     assert all(r.processed_total > 0 for r in relays), "both relays should have taken work"
-    assert await primary.fetchval("SELECT count(*) FROM outbox WHERE attempts <> 1") == 0
+    assert await primary.fetchval("SELECT count(*) FROM outbox_events WHERE attempts <> 1") == 0
+    once = await primary.fetchrow("SELECT count(*) AS n, count(DISTINCT id) AS distinct_ids FROM outbox_events")
+    assert (once["n"], once["distinct_ids"]) == (3000, 3000), "every event filed as processed exactly once"
     by = {
         r["processed_by"]: r["n"]
-        for r in await primary.fetch("SELECT processed_by, count(*) AS n FROM outbox GROUP BY 1")
+        for r in await primary.fetch("SELECT processed_by, count(*) AS n FROM outbox_events GROUP BY 1")
     }
     assert by == {"r1": relays[0].processed_total, "r2": relays[1].processed_total}
     for pid in range(1, 201):
         expected = await primary.fetchval(
-            "SELECT max((payload->>'version')::int) FROM outbox WHERE aggregate_id = $1", pid
+            "SELECT max((payload->>'version')::int) FROM outbox_events WHERE aggregate_id = $1", pid
         )
         assert int(await redis_client.get(fence_key(pid))) == expected
 
@@ -299,10 +301,13 @@ async def test_retention_purges_only_old_processed_events(
 ) -> None:
     from app.invalidation.retention import purge_processed
 
+    # 48 processed batches of two events, one processed every hour, the newest 30 minutes ago.
     await primary.execute(
-        """INSERT INTO outbox (event_type, aggregate_id, payload, processed_at)
-           SELECT 'product.updated', 1, '{"id": 1, "version": 1}',
-                  now() - make_interval(hours => g) + interval '30 minutes'
+        """INSERT INTO outbox_processed (processed_at, processed_by, events, last_event_id, event_ids,
+                                         event_types, aggregate_ids, payloads, created_at, attempts)
+           SELECT now() - make_interval(hours => g) + interval '30 minutes', 'old', 2, 2 * g,
+                  ARRAY[2 * g - 1, 2 * g], ARRAY['product.updated', 'product.updated'], ARRAY[1, 1],
+                  ARRAY['{"id": 1, "version": 1}', '{"id": 1, "version": 1}']::jsonb[], ARRAY[now(), now()], ARRAY[1, 1]
            FROM generate_series(1, 48) AS g"""
     )
     await primary.execute(
@@ -310,8 +315,9 @@ async def test_retention_purges_only_old_processed_events(
            VALUES ('product.updated', 1, '{"id": 1, "version": 2}')"""
     )
     deleted = await purge_processed(primary, older_than_s=24 * 3600, batch_size=5)
-    assert deleted == 24  # the ones 24.5 h .. 47.5 h old
-    assert await primary.fetchval("SELECT count(*) FROM outbox") == 25
+    assert deleted == 48  # the batches 24.5 h .. 47.5 h old, several statements' worth
+    assert await primary.fetchval("SELECT count(*) FROM outbox_events") == 49
+    assert await primary.fetchval("SELECT min(processed_at) > now() - interval '24 hours' FROM outbox_processed")
     assert await _pending(primary) == 1, "pending events are never purged"
 
 

@@ -26,7 +26,7 @@ PRODUCTS = 200
 
 
 async def _count(primary: asyncpg.Connection, where: str) -> int:
-    return int(await primary.fetchval(f"SELECT count(*) FROM outbox WHERE {where}"))
+    return int(await primary.fetchval(f"SELECT count(*) FROM outbox_events WHERE {where}"))
 
 
 async def test_a_relay_killed_mid_drain_loses_nothing(
@@ -84,6 +84,6 @@ async def test_a_relay_killed_mid_drain_loses_nothing(
     assert await _count(primary, "attempts <> 1") == 0
     for product_id in range(1, PRODUCTS + 1):
         newest = await primary.fetchval(
-            "SELECT max((payload->>'version')::bigint) FROM outbox WHERE aggregate_id = $1", product_id
+            "SELECT max((payload->>'version')::bigint) FROM outbox_events WHERE aggregate_id = $1", product_id
         )
         assert int(await redis_client.get(fence_key(product_id))) == newest

@@ -114,7 +114,7 @@ async def test_bad_input_is_a_problem(
         assert field in [e["field"] for e in problem["errors"]], problem
         assert all({"field", "message", "source"} <= e.keys() for e in problem["errors"]), problem
         assert field in problem["detail"]
-    assert await primary.fetchval("SELECT count(*) FROM outbox") == 0, "bad input must not write"
+    assert await primary.fetchval("SELECT count(*) FROM outbox_events") == 0, "bad input must not write"
 
 
 async def test_oversized_body_is_413(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> None:
@@ -148,5 +148,5 @@ async def test_admin_auth(
         assert response.json()["code"] == code
         if status == 401:
             assert response.headers["www-authenticate"].startswith("Bearer")
-    assert await primary.fetchval("SELECT count(*) FROM outbox") == 0
+    assert await primary.fetchval("SELECT count(*) FROM outbox_events") == 0
     assert await primary.fetchval("SELECT max(version) FROM products") == 1

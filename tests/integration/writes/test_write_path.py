@@ -28,7 +28,7 @@ def _token(response: httpx.Response, settings: Settings) -> RywToken:
 
 
 async def _outbox(conn: asyncpg.Connection) -> list[dict[str, object]]:
-    rows = await conn.fetch("SELECT event_type, aggregate_id, payload, processed_at FROM outbox ORDER BY id")
+    rows = await conn.fetch("SELECT event_type, aggregate_id, payload, processed_at FROM outbox_events ORDER BY id")
     return [{**dict(r), "payload": json.loads(r["payload"])} for r in rows]
 
 
