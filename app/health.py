@@ -34,6 +34,7 @@ class Check(msgspec.Struct, kw_only=True, omit_defaults=True):
     lag_bytes: int | None = None
     lag_ms: float | None = None
     replay_paused: bool | None = None
+    eligible: bool | None = None  # a replica: in this instance's read rotation (up, within the lag bound)
 
 
 class Readiness(msgspec.Struct, kw_only=True):
@@ -63,11 +64,17 @@ class HealthChecks:
     replicas: dict[str, ReadPool]
     redis: Redis
     listener: Callable[[], dict[str, Any]]
+    # The read router's view, by replica name: whether display reads may use it now.
+    replica_eligibility: Callable[[], dict[str, bool]] = dict
 
     async def readiness(self) -> Readiness:
         (primary, primary_lsn), redis = await asyncio.gather(self._check_primary(), self._check_redis())
         checks = await asyncio.gather(*(self._check_replica(pool, primary_lsn) for pool in self.replicas.values()))
-        replicas = dict(zip(self.replicas, checks, strict=True))
+        eligibility = self.replica_eligibility()
+        replicas = {
+            name: msgspec.structs.replace(check, eligible=eligibility.get(name))
+            for name, check in zip(self.replicas, checks, strict=True)
+        }
         listener = self.listener()
         degraded = not primary.ok or not redis.ok or not all(c.ok for c in replicas.values()) or not listener["ok"]
         serves_reads = primary.ok or any(c.ok for c in replicas.values())

@@ -260,6 +260,7 @@ async def _start(
             replicas={r.name: r.pool for r in replicas},
             redis=redis,
             listener=relay.status if relay is not None else lambda: {"ok": True, "enabled": False},
+            replica_eligibility=router.eligibility,
         ),
         relay=relay,
     )

@@ -3,7 +3,8 @@
 Scrapes ``/metrics`` of every instance in ``CATALOG_APP_URLS`` (and, when the DSNs are given,
 ``pg_stat_statements`` on the primary and replicas), and prints per endpoint: requests and share
 of traffic, p50/p99, database time share, cache hit %, where reads were served from, the
-endpoint's freshness class and path from the policy table, and a one-line verdict.
+endpoint's freshness class and path from the policy table, and a one-line verdict; then each
+replica (up, eligible, lag, the reads it answered).
 
 By default the figures are totals since the instances started; ``--window 30`` shows only what
 happened during the next 30 seconds (two scrapes, subtracted).
@@ -24,6 +25,7 @@ import httpx
 import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.admin_cli.replica_report import ReplicaRow, render_replicas, replica_rows
 from app.contracts.policy import POLICIES, EndpointPolicy, PathClass
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -45,17 +47,29 @@ def merge(into: Samples, other: Samples, sign: float = 1.0) -> Samples:
     return into
 
 
-async def scrape(urls: list[str]) -> Samples:
-    """The sum of every instance's samples; an unreachable instance is reported and skipped."""
-    total: Samples = {}
+async def scrape_each(urls: list[str]) -> list[Samples]:
+    """Each instance's samples; an unreachable instance is reported and skipped."""
     async with httpx.AsyncClient(timeout=5) as client:
         responses = await asyncio.gather(*(client.get(f"{u}/metrics") for u in urls), return_exceptions=True)
+    each: list[Samples] = []
     for url, response in zip(urls, responses, strict=True):
         if isinstance(response, BaseException) or response.status_code != 200:
             print(f"ops/hotpath: could not scrape {url}: {response}", file=sys.stderr)
             continue
-        merge(total, parse_metrics(response.text))
-    return total
+        each.append(parse_metrics(response.text))
+    return each
+
+
+def total(each: list[Samples]) -> Samples:
+    """The sum of every instance's samples."""
+    out: Samples = {}
+    for samples in each:
+        merge(out, samples)
+    return out
+
+
+async def scrape(urls: list[str]) -> Samples:
+    return total(await scrape_each(urls))
 
 
 def histogram_quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
@@ -217,7 +231,7 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
 
-def render(rows: list[Row], summary: dict[str, Any], statements: list[dict[str, Any]]) -> None:
+def render(rows: list[Row], summary: dict[str, Any], replicas: list[ReplicaRow], statements: list[Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -247,6 +261,8 @@ def render(rows: list[Row], summary: dict[str, Any], statements: list[dict[str, 
         f"served by the primary: {_pct(share)}"
         + ("" if share is None else f" ({summary['primary_reads_per_1000_display']:.1f} per 1000)")
     )
+    if replicas:
+        render_replicas(console, replicas)
     if statements:
         stmt = Table(title="heaviest statements (pg_stat_statements)")
         for column in ("server", "calls", "total ms", "mean ms", "query"):
@@ -258,11 +274,14 @@ def render(rows: list[Row], summary: dict[str, Any], statements: list[dict[str, 
 
 async def run(args: argparse.Namespace) -> int:
     urls = [u.strip() for u in args.urls.split(",") if u.strip()]
-    samples = await scrape(urls)
+    instances = await scrape_each(urls)
+    samples = total(instances)
     if args.window:
         await asyncio.sleep(args.window)
-        samples = merge(await scrape(urls), samples, sign=-1.0)
+        instances = await scrape_each(urls)  # the gauges as they are now
+        samples = merge(total(instances), samples, sign=-1.0)
     rows, summary = build_rows(samples)
+    replicas = replica_rows(instances, samples)
     dsns: dict[str, str] = {}
     if args.primary_dsn:
         dsns["primary"] = args.primary_dsn
@@ -270,10 +289,15 @@ async def run(args: argparse.Namespace) -> int:
         dsns[f"replica-{i + 1}"] = dsn.strip()
     statements = await top_statements(dsns, args.statements) if dsns and args.statements else []
     if args.json:
-        report = {"endpoints": [asdict(r) for r in rows], "summary": summary, "statements": statements}
+        report = {
+            "endpoints": [asdict(r) for r in rows],
+            "summary": summary,
+            "replicas": [asdict(r) for r in replicas],
+            "statements": statements,
+        }
         print(msgspec.json.encode(report).decode())
     else:
-        render(rows, summary, statements)
+        render(rows, summary, replicas, statements)
     return 0
 
 

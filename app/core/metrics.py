@@ -109,6 +109,9 @@ REPLICA_LAG = Gauge(
 REPLICA_UP = Gauge(
     "catalog_replica_up", "1 when the replica answered the last poll.", ["replica"], multiprocess_mode="min"
 )
+REPLICA_READS = Counter(
+    "catalog_replica_reads_total", "Display reads a replica answered (cache misses), by replica.", ["replica"]
+)
 REPLICA_ELIGIBLE = Gauge(
     "catalog_replica_eligible", "1 when display reads may use the replica.", ["replica"], multiprocess_mode="min"
 )

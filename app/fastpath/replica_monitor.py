@@ -132,8 +132,7 @@ class ReplicaMonitor:
             replica.lag_s = self.history.lag_of(replica.replay_lsn, now) if known else float("inf")
             REPLICA_UP.labels(replica.name).set(1 if replica.up else 0)
             REPLICA_LAG.labels(replica.name).set(replica.lag_s if replica.up else -1)
-            fresh_enough = replica.lag_s <= self.router.max_lag_s or not self.router.primary_reachable
-            REPLICA_ELIGIBLE.labels(replica.name).set(1 if replica.healthy(now) and fresh_enough else 0)
+            REPLICA_ELIGIBLE.labels(replica.name).set(1 if self.router.eligible(replica, now) else 0)
 
     async def poll_once(self) -> None:
         """Sample the primary, then the replicas (start-up and tests; ``run`` keeps them apart)."""

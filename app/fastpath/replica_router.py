@@ -25,7 +25,7 @@ import asyncpg
 import structlog
 
 from app.core.db import DatabaseUnavailable, ReadPool
-from app.core.metrics import DB_QUERY_SECONDS
+from app.core.metrics import DB_QUERY_SECONDS, REPLICA_READS
 
 T = TypeVar("T")
 ReadSource = Literal["replica", "primary"]
@@ -79,6 +79,15 @@ class ReadRouter:
     # The monitor's view of the primary: False once it stopped answering (degraded mode).
     primary_reachable: bool = True
     _next: int = 0
+
+    def eligible(self, replica: Replica, now: float) -> bool:
+        """May display reads without a token use ``replica``? (``/readyz``, the eligibility gauge.)"""
+        return replica.healthy(now) and (replica.lag_s <= self.max_lag_s or not self.primary_reachable)
+
+    def eligibility(self) -> dict[str, bool]:
+        """Each replica by name: in rotation for display reads right now?"""
+        now = time.monotonic()
+        return {replica.name: self.eligible(replica, now) for replica in self.replicas}
 
     def route(self, min_lsn: int = 0) -> Route:
         """A healthy replica within the lag bound (and past ``min_lsn``), else the primary and why."""
@@ -141,6 +150,7 @@ class ReadRouter:
                 log.warning("reads.replica_failed", replica=replica.name, error=exc.reason)
             else:
                 DB_QUERY_SECONDS.labels("replica", endpoint).observe(time.perf_counter() - started)
+                REPLICA_READS.labels(replica.name).inc()
                 return result, chosen
             chosen = Route(self.primary, "primary", "replica-failed", None)
         try:
@@ -151,7 +161,10 @@ class ReadRouter:
                 raise
             # The monitor will say so within ~100 ms; this read need not wait for it.
             self.primary_reachable = False
-            return await work(spare.pool), spare
+            result = await work(spare.pool)
+            assert spare.replica is not None  # a spare route is always a replica's
+            REPLICA_READS.labels(spare.replica.name).inc()
+            return result, spare
 
     async def run_on_primary(
         self, endpoint: str, work: Callable[[ReadPool], Awaitable[T]], route: Route | None = None

@@ -1,10 +1,12 @@
-"""``ops/dev``: the local stack. ``up | down | status | stop SERVICE | start SERVICE | destroy``."""
+"""``ops/dev``: the local stack. ``up [--replicas N] [--instances M] | down | status | stop SERVICE |
+start SERVICE | destroy``."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -13,10 +15,14 @@ from devtools.stack import PROJECT_DIR, Stack, StackError
 
 _PORT_ENV = {
     "primary_port": "CATALOG_DEV_PRIMARY_PORT",
-    "replica_port": "CATALOG_DEV_REPLICA_PORT",
     "redis_port": "CATALOG_DEV_REDIS_PORT",
     "nginx_port": "CATALOG_DEV_NGINX_PORT",
 }
+# Each replica is a streaming connection plus, while it is being copied, two for pg_basebackup:
+# the primary's max_wal_senders (10) bounds how many it can feed. Each instance holds up to ~22
+# primary connections (two pools of 10, the monitor, the relay) of its max_connections (300).
+MAX_REPLICAS = 8
+MAX_INSTANCES = 8
 
 
 def _overrides() -> dict[str, object]:
@@ -24,12 +30,19 @@ def _overrides() -> dict[str, object]:
     for key, env in _PORT_ENV.items():
         if env in os.environ:
             values[key] = int(os.environ[env])
-    app_ports = [os.environ.get(f"CATALOG_DEV_APP_{i}_PORT") for i in (1, 2)]
-    if any(app_ports):
-        values["app_ports"] = [int(p or 8000 + i) for i, p in enumerate(app_ports, start=1)]
     if "CATALOG_DEV_PRODUCTS" in os.environ:
         values["products"] = int(os.environ["CATALOG_DEV_PRODUCTS"])
     return values
+
+
+def _count(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{raw}: choose {low} to {high}")
+        return value
+
+    return parse
 
 
 def _print_status(stack: Stack, as_json: bool) -> None:
@@ -51,7 +64,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ops/dev", description=__doc__)
     parser.add_argument("--run-dir", type=Path, default=PROJECT_DIR / ".run")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="bring the whole stack up (idempotent)")
+    up = sub.add_parser("up", help="bring the whole stack up (idempotent)")
+    up.add_argument(
+        "--replicas",
+        type=_count(1, MAX_REPLICAS),
+        metavar="N",
+        help="streaming replicas replica-1..N (default 1; an existing stack keeps its number)",
+    )
+    up.add_argument(
+        "--instances",
+        type=_count(1, MAX_INSTANCES),
+        metavar="M",
+        help="app instances app-1..M behind nginx (default 2; an existing stack keeps its number)",
+    )
     sub.add_parser("down", help="stop everything the stack started (data is kept)")
     sub.add_parser("destroy", help="stop everything and delete the stack's data")
     status = sub.add_parser("status", help="which services run")
@@ -61,13 +86,21 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("service")
     args = parser.parse_args(argv)
 
-    stack = Stack.load_or_create(args.run_dir, **_overrides())
     try:
+        stack = Stack.load_or_create(
+            args.run_dir,
+            replicas=getattr(args, "replicas", None),
+            instances=getattr(args, "instances", None),
+            env=os.environ,
+            **_overrides(),
+        )
         if args.command == "up":
             stack.up()
             env_file = args.run_dir / "stack.env"
             print()
-            print(f"catalog is up: {stack.config.url}  (instances: {', '.join(stack.config.app_urls)})")
+            c = stack.config
+            print(f"catalog is up: {c.url}  (instances: {', '.join(c.app_urls)})")
+            print(f"  replicas:   {', '.join(f'{r} :{c.port_of(r)}' for r in c.replicas)}")
             print(f"  stack env:  {env_file}   (source it: set -a; . {env_file}; set +a)")
             print(f"  logs:       {args.run_dir / 'logs'}/")
             print(f"  try:        curl {stack.config.url}/products/1")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 
 import msgspec
@@ -25,7 +26,7 @@ class StackConfig(msgspec.Struct, kw_only=True):
     run_dir: str
     base_dir: str
     primary_port: int = 55432
-    replica_port: int = 55433
+    replica_ports: list[int] = msgspec.field(default_factory=lambda: [55433])
     redis_port: int = 56379
     app_ports: list[int] = msgspec.field(default_factory=lambda: [8001, 8002])
     nginx_port: int = 8080
@@ -37,20 +38,40 @@ class StackConfig(msgspec.Struct, kw_only=True):
     proxy_read_timeout: str = "15s"
 
     @property
+    def replica_port(self) -> int:
+        """The first replica's port (the one a single-replica stack has)."""
+        return self.replica_ports[0]
+
+    @property
+    def replicas(self) -> tuple[str, ...]:
+        return tuple(f"replica-{i + 1}" for i in range(len(self.replica_ports)))
+
+    @property
+    def apps(self) -> tuple[str, ...]:
+        return tuple(f"app-{i + 1}" for i in range(len(self.app_ports)))
+
+    @property
     def services(self) -> tuple[str, ...]:
-        apps = tuple(f"app-{i + 1}" for i in range(len(self.app_ports)))
-        return ("primary", "replica", "redis", *apps, "nginx")
+        return ("primary", *self.replicas, "redis", *self.apps, "nginx")
 
     def port_of(self, service: str) -> int:
         if service.startswith("app-"):
             return self.app_ports[int(service.removeprefix("app-")) - 1]
-        ports = {
-            "primary": self.primary_port,
-            "replica": self.replica_port,
-            "redis": self.redis_port,
-            "nginx": self.nginx_port,
-        }
+        if service.startswith("replica-"):
+            return self.replica_ports[int(service.removeprefix("replica-")) - 1]
+        ports = {"primary": self.primary_port, "redis": self.redis_port, "nginx": self.nginx_port}
         return ports[service]
+
+    def check_ports(self) -> None:
+        """Refuse a config in which two services share a port (a follow-on port landing on another's)."""
+        owners: dict[int, str] = {}
+        for service in self.services:
+            port = self.port_of(service)
+            if port in owners:
+                raise StackError(
+                    f"{owners[port]} and {service} would both use port {port}; set {port_variable(service)}"
+                )
+            owners[port] = service
 
     def superuser_dsn(self, port: int, db: str = DB_NAME) -> str:
         return f"postgresql://postgres@127.0.0.1:{port}/{db}"
@@ -76,7 +97,7 @@ class StackConfig(msgspec.Struct, kw_only=True):
             "CATALOG_URL": self.url,
             "CATALOG_APP_URLS": ",".join(self.app_urls),
             "CATALOG_PRIMARY_DSN": self.superuser_dsn(self.primary_port),
-            "CATALOG_REPLICA_DSNS": self.superuser_dsn(self.replica_port),
+            "CATALOG_REPLICA_DSNS": ",".join(self.superuser_dsn(p) for p in self.replica_ports),
             "CATALOG_REDIS_URL": self.redis_url,
             "CATALOG_ADMIN_TOKEN": self.admin_token,
         }
@@ -87,7 +108,7 @@ class StackConfig(msgspec.Struct, kw_only=True):
             "CATALOG_ENV": "development",
             "CATALOG_INSTANCE_NAME": f"app-{index + 1}",
             "CATALOG_PRIMARY_DSN": self.app_dsn(self.primary_port),
-            "CATALOG_REPLICA_DSNS": self.app_dsn(self.replica_port),
+            "CATALOG_REPLICA_DSNS": ",".join(self.app_dsn(p) for p in self.replica_ports),
             "CATALOG_REDIS_URL": self.redis_url,
             "CATALOG_ADMIN_TOKEN": self.admin_token,
             "CATALOG_RYW_SECRET": self.ryw_secret,
@@ -96,6 +117,35 @@ class StackConfig(msgspec.Struct, kw_only=True):
             "CATALOG_MAX_BODY_BYTES": str(self.max_body_bytes),
             "CATALOG_LOG_FORMAT": "json",
         }
+
+
+def port_variable(service: str) -> str:
+    """The environment variable that sets ``service``'s port (the first replica keeps its old name)."""
+    if service == "replica-1":
+        return "CATALOG_DEV_REPLICA_PORT"
+    return f"CATALOG_DEV_{service.upper().replace('-', '_')}_PORT"
+
+
+def topology_ports(
+    env: Mapping[str, str], replicas: int, instances: int, known: StackConfig | None = None
+) -> dict[str, list[int]]:
+    """Ports of ``replicas`` replicas and ``instances`` app instances. Each comes from its variable
+    (``CATALOG_DEV_REPLICA_PORT`` for the first replica, then ``CATALOG_DEV_REPLICA_2_PORT``, ...;
+    ``CATALOG_DEV_APP_1_PORT``, ...), else from ``known`` (the stack's stored config), else it is
+    the port after the previous one of its kind (first replica 55433, first app 8001)."""
+    known = known or StackConfig(run_dir="", base_dir="")
+
+    def ports(prefix: str, count: int, stored: list[int]) -> list[int]:
+        out: list[int] = []
+        for i in range(1, count + 1):
+            raw = env.get(port_variable(f"{prefix}-{i}"))
+            out.append(int(raw) if raw else stored[i - 1] if i <= len(stored) else out[-1] + 1)
+        return out
+
+    return {
+        "replica_ports": ports("replica", replicas, known.replica_ports),
+        "app_ports": ports("app", instances, known.app_ports),
+    }
 
 
 def default_base_dir(run_dir: Path) -> Path:
@@ -122,6 +172,5 @@ def ensure_port_free(config: StackConfig, service: str) -> None:
     port = config.port_of(service)
     if port_open(port):
         raise StackError(
-            f"port {port} (for {service}) is in use by another program; "
-            f"set CATALOG_DEV_{service.upper().replace('-', '_')}_PORT or stop it"
+            f"port {port} (for {service}) is in use by another program; set {port_variable(service)} or stop it"
         )

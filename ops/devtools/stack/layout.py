@@ -16,7 +16,9 @@ from pathlib import Path
 from devtools.stack.config import StackError
 from devtools.stack.system import read_pid, terminate
 
-POSTGRES_SERVICES = ("primary", "replica")
+
+def is_postgres(service: str) -> bool:
+    return service == "primary" or service.startswith("replica-")
 
 
 @dataclass(frozen=True)
@@ -29,14 +31,16 @@ class Layout:
         return self.base_dir / "logs"
 
     def data_dir(self, service: str) -> Path:
-        return self.base_dir / service
+        # The first replica keeps the directory it had when a stack had only one, so a stack made
+        # before `--replicas` existed is still found (and stopped) by this launcher.
+        return self.base_dir / ("replica" if service == "replica-1" else service)
 
     def pidfile(self, service: str) -> Path:
         return self.base_dir / "pids" / f"{service}.pid"
 
     def pid(self, service: str) -> int | None:
         """The running process of ``service``, if any."""
-        if service in POSTGRES_SERVICES:
+        if is_postgres(service):
             # Postgres keeps its own pid file, inside the data directory.
             return read_pid(self.data_dir(service) / "postmaster.pid")
         return read_pid(self.pidfile(service))

@@ -1,4 +1,4 @@
-"""The Postgres primary (initdb) and its streaming replica (pg_basebackup), run with pg_ctl."""
+"""The Postgres primary (initdb) and its streaming replicas (pg_basebackup), run with pg_ctl."""
 
 from __future__ import annotations
 
@@ -20,9 +20,6 @@ class Postgres:
     config: StackConfig
     layout: Layout
     host: Host
-
-    def port(self, service: str) -> int:
-        return self.config.primary_port if service == "primary" else self.config.replica_port
 
     def _conf(self, port: int) -> str:
         return "\n".join(
@@ -55,7 +52,7 @@ class Postgres:
     def _write_conf(self, service: str) -> None:
         data = self.layout.data_dir(service)
         # Written through the postgres user: the data directory is private to it.
-        self.host.write_as_postgres(data / "catalog.conf", self._conf(self.port(service)))
+        self.host.write_as_postgres(data / "catalog.conf", self._conf(self.config.port_of(service)))
         main_conf = data / "postgresql.conf"
         if _INCLUDE not in self.host.read_as_postgres(main_conf):
             self.host.write_as_postgres(main_conf, _INCLUDE, append=True)
@@ -89,14 +86,15 @@ class Postgres:
         self.host.write_as_postgres(data / "pg_hba.conf", _HBA)
         self._write_conf("primary")
 
-    def init_replica(self) -> None:
-        data = self.layout.data_dir("replica")
+    def init_replica(self, service: str) -> None:
+        """A streaming replica of the running primary, copied with pg_basebackup (once)."""
+        data = self.layout.data_dir(service)
         if self._initialised(data):
             return
         if data.exists():  # a half-made copy from an interrupted basebackup
             shutil.rmtree(data)
         self._new_data_dir(data)
-        self.host.say("  pg_basebackup replica")
+        self.host.say(f"  pg_basebackup {service}")
         basebackup = [
             str(pg_bindir() / "pg_basebackup"),
             "-h",
@@ -115,7 +113,7 @@ class Postgres:
             "--no-sync",
         ]
         self.host.run(self.host.as_postgres(basebackup))
-        self._write_conf("replica")
+        self._write_conf(service)
 
     def start(self, service: str) -> None:
         if self.layout.running(service):

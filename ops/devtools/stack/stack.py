@@ -1,4 +1,4 @@
-"""The local stack: Postgres primary + streaming replica, Redis, N app instances and nginx.
+"""The local stack: Postgres primary + N streaming replicas, Redis, M app instances and nginx.
 
 Used by ``ops/dev`` and by the test suite (on free ports, in a temporary directory), so the
 stack the tests exercise is the stack developers run. Everything runs from system binaries
@@ -11,16 +11,16 @@ from __future__ import annotations
 import asyncio
 import secrets
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
 
 from devtools.stack.apps import Apps
-from devtools.stack.config import StackConfig, StackError, default_base_dir, port_open
+from devtools.stack.config import StackConfig, StackError, default_base_dir, port_open, topology_ports
 from devtools.stack.database import prepare_database
-from devtools.stack.layout import POSTGRES_SERVICES, Layout
+from devtools.stack.layout import Layout, is_postgres
 from devtools.stack.nginx import Nginx
 from devtools.stack.postgres import Postgres
 from devtools.stack.redis import Redis
@@ -65,12 +65,25 @@ class Stack:
     # ---------------------------------------------------------------- config persistence
 
     @classmethod
-    def load_or_create(cls, run_dir: Path, **overrides: object) -> Stack:
-        """The stack described by ``run_dir/stack.json``, created with fresh secrets if missing."""
+    def load_or_create(
+        cls,
+        run_dir: Path,
+        *,
+        replicas: int | None = None,
+        instances: int | None = None,
+        env: Mapping[str, str] | None = None,
+        **overrides: object,
+    ) -> Stack:
+        """The stack described by ``run_dir/stack.json``, created with fresh secrets if missing.
+
+        ``replicas`` and ``instances`` (None: as the stack has them, else 1 and 2) take their ports
+        from ``env`` (:func:`topology_ports`). A stack with data keeps the numbers it was made
+        with: asking for others is refused, never ignored. One without data (destroyed) takes them.
+        """
+        env = {} if env is None else env
         path = run_dir / "stack.json"
-        if path.exists():
-            config = msgspec.json.decode(path.read_bytes(), type=StackConfig)
-        else:
+        if not path.exists():
+            ports = topology_ports(env, replicas or 1, instances or 2)
             config = msgspec.convert(
                 {
                     "run_dir": str(run_dir.resolve()),
@@ -78,9 +91,25 @@ class Stack:
                     "admin_token": secrets.token_urlsafe(24),
                     "ryw_secret": secrets.token_urlsafe(32),
                     **overrides,
+                    **ports,
                 },
                 StackConfig,
             )
+            return cls(config)
+        stored = msgspec.json.decode(path.read_bytes())
+        if "replica_port" in stored:  # written before a stack could have several replicas
+            stored.setdefault("replica_ports", [stored.pop("replica_port")])
+        config = msgspec.convert(stored, StackConfig)
+        have = (len(config.replica_ports), len(config.app_ports))
+        want = (replicas or have[0], instances or have[1])
+        if want != have:
+            if Path(config.base_dir).exists():
+                same = f"ops/dev up --replicas {have[0]} --instances {have[1]}"
+                raise StackError(
+                    f"this stack has {_count(have[0], 'replica')} and {_count(have[1], 'instance')}; "
+                    f"run `ops/dev destroy` first to change them, or `{same}`"
+                )
+            config = msgspec.structs.replace(config, **topology_ports(env, *want, known=config))
         return cls(config)
 
     def save(self) -> None:
@@ -102,20 +131,22 @@ class Stack:
     def up(self, services: tuple[str, ...] | None = None) -> None:
         """Start everything that is not running; initialise what does not exist yet."""
         wanted = services or self.config.services
+        self.config.check_ports()
         check_binaries()
         self.layout.prepare(is_root=self.host.is_root)
         self.save()
-        # Order matters: the replica is copied from the running primary, the apps need the databases and
+        # Order matters: replicas are copied from the running primary, the apps need the databases and
         # Redis, and nginx comes last so it never fronts instances that are not up yet.
         if "primary" in wanted:
             self.postgres.init_primary()
             self._announce("primary")
             self.postgres.start("primary")
             asyncio.run(prepare_database(self.config, self.host))
-        if "replica" in wanted:
-            self.postgres.init_replica()
-            self._announce("replica")
-            self.postgres.start("replica")
+        for replica in self.config.replicas:
+            if replica in wanted:
+                self.postgres.init_replica(replica)
+                self._announce(replica)
+                self.postgres.start(replica)
         if "redis" in wanted:
             self._announce("redis")
             self.redis.start()
@@ -128,9 +159,9 @@ class Stack:
             self.nginx.start()
 
     def start(self, service: str) -> None:
-        self._validate(service)
+        service = self._validate(service)
         self.layout.prepare(is_root=self.host.is_root)
-        if service in POSTGRES_SERVICES:
+        if is_postgres(service):
             self.postgres.start(service)
         elif service == "redis":
             self.redis.start()
@@ -140,8 +171,8 @@ class Stack:
             self.apps.start(service)
 
     def stop(self, service: str) -> None:
-        self._validate(service)
-        if service in POSTGRES_SERVICES:
+        service = self._validate(service)
+        if is_postgres(service):
             self.postgres.stop(service)
         elif service == "redis":
             self.redis.stop()
@@ -170,9 +201,17 @@ class Stack:
             )
         return rows
 
-    def _validate(self, service: str) -> None:
+    def _validate(self, service: str) -> str:
+        """The service's name; ``replica`` (its name before stacks had several) is the first replica."""
+        if service == "replica":
+            service = "replica-1"
         if service not in self.config.services:
             raise StackError(f"unknown service {service!r}; choose from {', '.join(self.config.services)}")
+        return service
 
     def iter_logs(self) -> Iterator[Path]:
         yield from sorted(self.logs_dir.glob("*.log"))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")

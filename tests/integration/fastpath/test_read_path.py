@@ -65,6 +65,7 @@ async def test_unreachable_replica_falls_back_to_the_primary(db: ScratchDatabase
             ready = (await client.get("/readyz")).json()
             assert ready["status"] == "degraded"
             assert ready["replicas"]["replica-1"]["ok"] is False
+            assert ready["replicas"]["replica-1"]["eligible"] is False
     finally:
         await lifespan.stop()
 
@@ -94,6 +95,7 @@ async def test_readyz_reports_primary_replica_lag_and_redis(client: httpx.AsyncC
     assert body["primary"]["ok"] is True
     replica = body["replicas"]["replica-1"]
     assert replica["ok"] is True
+    assert replica["eligible"] is True
     assert replica["lag_bytes"] >= 0
     assert replica["lag_ms"] >= 0
     assert body["redis"]["ok"] is True

@@ -6,6 +6,7 @@ import time
 from typing import Any, cast
 
 import pytest
+from prometheus_client import REGISTRY
 
 from app.core.db import ReadPool
 from app.fastpath.replica_router import ReadRouter, Replica, Route
@@ -85,3 +86,78 @@ def test_a_route_knows_whether_its_rows_include_an_lsn() -> None:
     assert on_replica.has_replayed(200)
     assert not on_replica.has_replayed(201)
     assert Route(PRIMARY, "primary", "lag", None).has_replayed(10**12)
+
+
+# ---------------------------------------------------------------- several replicas (ops/dev up --replicas N)
+
+
+def _names(router: ReadRouter, reads: int, min_lsn: int = 0) -> list[str]:
+    return [r.replica.name if r.replica else "primary" for r in (router.route(min_lsn) for _ in range(reads))]
+
+
+def test_reads_spread_over_every_eligible_replica() -> None:
+    router = ReadRouter(primary=PRIMARY, replicas=[_replica("r1"), _replica("r2"), _replica("r3")])
+    chosen = _names(router, 9)
+    assert {name: chosen.count(name) for name in set(chosen)} == {"r1": 3, "r2": 3, "r3": 3}
+
+
+@pytest.mark.parametrize(
+    "state",
+    [{"lag_s": 5.0}, {"up": False}, {"lag_s": float("inf")}],
+    ids=["lagging", "down", "lag-unknown"],
+)
+def test_a_lagging_or_down_replica_is_skipped_and_the_others_share_its_reads(state: dict[str, Any]) -> None:
+    router = ReadRouter(
+        primary=PRIMARY, replicas=[_replica("r1"), _replica("sick", **state), _replica("r3")], max_lag_s=1.0
+    )
+    chosen = _names(router, 8)
+    assert chosen.count("r1") == chosen.count("r3") == 4
+    now = time.monotonic()
+    assert [router.eligible(r, now) for r in router.replicas] == [True, False, True]
+
+
+def test_a_replica_that_sat_out_rejoins_the_rotation() -> None:
+    r1, r2 = _replica("r1"), _replica("r2")
+    r2.skip_until = time.monotonic() + 10
+    router = ReadRouter(primary=PRIMARY, replicas=[r1, r2])
+    assert set(_names(router, 4)) == {"r1"}
+    r2.skip_until = 0.0
+    assert set(_names(router, 4)) == {"r1", "r2"}
+
+
+def test_a_writer_reads_any_replica_that_covers_their_token() -> None:
+    replicas = [_replica("behind", replay_lsn=100), _replica("a", replay_lsn=300), _replica("b", replay_lsn=900)]
+    router = ReadRouter(primary=PRIMARY, replicas=replicas)
+    assert set(_names(router, 6, min_lsn=300)) == {"a", "b"}  # both cover it: both serve
+    assert set(_names(router, 4, min_lsn=500)) == {"b"}
+    assert set(_names(router, 6)) == {"behind", "a", "b"}  # readers without a token: everyone
+
+
+def test_a_writer_whose_token_no_replica_covers_reads_the_primary() -> None:
+    router = ReadRouter(primary=PRIMARY, replicas=[_replica("r1", replay_lsn=100), _replica("r2", replay_lsn=200)])
+    route = router.route(min_lsn=201)
+    assert (route.source, route.reason, route.pool) == ("primary", "ryw", PRIMARY)
+
+
+def test_covering_the_token_is_not_enough_for_a_lagging_or_down_replica() -> None:
+    ahead_but_lagging = _replica("lagging", replay_lsn=900, lag_s=5.0)
+    ahead_but_down = _replica("down", replay_lsn=900, up=False)
+    router = ReadRouter(primary=PRIMARY, replicas=[ahead_but_lagging, ahead_but_down, _replica("r3", replay_lsn=100)])
+    assert router.route(min_lsn=500).source == "primary"
+    assert set(_names(router, 3)) == {"r3"}
+
+
+async def test_run_counts_reads_per_replica() -> None:
+    def counted() -> list[float]:
+        return [REGISTRY.get_sample_value("catalog_replica_reads_total", {"replica": r.name}) or 0.0 for r in replicas]
+
+    replicas = [_replica("count-a"), _replica("count-b")]
+    router = ReadRouter(primary=PRIMARY, replicas=replicas)
+    before = counted()
+
+    async def work(pool: ReadPool) -> ReadPool:
+        return pool
+
+    for _ in range(4):
+        await router.run("product.get", work)
+    assert [a - b for a, b in zip(counted(), before, strict=True)] == [2, 2]
