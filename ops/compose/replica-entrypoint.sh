@@ -13,4 +13,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
         sleep 2
     done
 fi
-exec docker-entrypoint.sh postgres -c hot_standby=on -c hot_standby_feedback=on
+# max_connections (and the other settings a standby must not set below its primary's) come
+# from the environment: pg_basebackup copies postgresql.conf, not the primary's command line.
+exec docker-entrypoint.sh postgres -c hot_standby=on -c hot_standby_feedback=on \
+    -c max_connections="${REPLICA_MAX_CONNECTIONS:-300}"

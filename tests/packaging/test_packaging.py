@@ -50,6 +50,21 @@ def test_compose_wires_health_and_order() -> None:
     assert "ops/nginx/catalog.conf.template" in nginx_volumes, "compose uses the same nginx template as ops/dev"
 
 
+def test_compose_runs_two_replicas_every_instance_reads_from() -> None:
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    services = compose["services"]
+    replicas = [name for name, s in services.items() if s.get("entrypoint") == ["/replica-entrypoint.sh"]]
+    assert sorted(replicas) == ["replica", "replica-2"]
+    dsns = services["app"]["environment"]["CATALOG_REPLICA_DSNS"].split(",")
+    assert sorted(dsn.split("@")[1].split(":")[0] for dsn in dsns) == sorted(replicas)
+    assert "max_connections=300" in services["primary"]["command"]
+    for name in replicas:
+        assert services[name]["environment"]["REPLICA_MAX_CONNECTIONS"] == "300", "a standby below its primary's"
+        assert services[name]["volumes"][0].endswith("-data:/var/lib/postgresql/data")
+        assert services["app"]["depends_on"][name]["condition"] == "service_healthy"
+    assert len({services[name]["volumes"][0] for name in replicas}) == len(replicas), "one volume each"
+
+
 def test_dockerfile_runs_the_same_server_as_ops_dev() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert 'CMD ["python", "-m", "app", "serve"' in dockerfile
