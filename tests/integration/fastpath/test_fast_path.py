@@ -24,15 +24,9 @@ from tests.fixtures.app import running_app
 from tests.fixtures.database import ScratchDatabase
 from tests.fixtures.faults import TcpProxy
 from tests.fixtures.stack import replay_paused, wait_for_replica
+from tests.fixtures.waiting import until
 
 pytestmark = pytest.mark.integration
-
-
-async def _until(predicate, within_s: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + within_s
-    while not await predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.005)
 
 
 def _relay_settings(db: ScratchDatabase, **extra: object):  # type: ignore[no-untyped-def]
@@ -60,7 +54,7 @@ async def _fence_reaches(redis: aioredis.Redis, product_id: int, version: int, a
         entry = near.get(product_id) if near is not None else None
         return entry is None or entry.version >= version
 
-    await _until(fenced)
+    await until(fenced)
 
 
 def _metric(app: Litestar, name: str, **labels: str) -> float:
@@ -284,7 +278,7 @@ async def test_redis_unreachable_reads_go_around_it_and_nothing_stale_remains(
                 finally:
                     await conn.close()
 
-            await _until(drained, within_s=10)
+            await until(drained, within_s=10)
             await wait_for_replica(db.stack)  # a miss reads the replica: it must have the writes
             await asyncio.sleep(1.1)  # breaker cooldown: the cache is used again
             for pid in range(50, 60):
@@ -344,7 +338,7 @@ async def test_lagging_replica_leaves_rotation_and_returns(db: ScratchDatabase, 
             written = await client.patch("/products/99", json={"name": "moves the primary on"}, headers=admin_headers)
             assert written.status_code == 200
             client.cookies.clear()
-            await _until(past_the_bound, within_s=10)  # 300 ms of lag, as sampled by the monitor
+            await until(past_the_bound, within_s=10)  # 300 ms of lag, as sampled by the monitor
             response = await client.get("/products/81")
             assert response.status_code == 200
             assert response.headers["x-read-source"] == "primary"
@@ -353,7 +347,7 @@ async def test_lagging_replica_leaves_rotation_and_returns(db: ScratchDatabase, 
         after = _metric(app, "catalog_read_source_total", route="product.get", source="primary", reason="lag")
         assert after == before + 1
         await wait_for_replica(db.stack)
-        await _until(within_the_bound, within_s=10)
+        await until(within_the_bound, within_s=10)
         assert (await client.get("/products/82")).headers["x-read-source"] == "replica"
 
 
@@ -635,7 +629,7 @@ async def test_near_caches_of_other_instances_hear_the_invalidation(
             entry = near_b.get(61)
             return entry is None or entry.version >= version
 
-        await _until(dropped, within_s=settings.near_cache.ttl_s / 10)  # 10x inside the TTL: the announcement
+        await until(dropped, within_s=settings.near_cache.ttl_s / 10)  # 10x inside the TTL: the announcement
         await wait_for_replica(db.stack)
         again = await reader.get("/products/61")
         assert again.json()["name"] == "Renamed on A"
@@ -650,13 +644,13 @@ async def test_relay_reconnect_clears_the_near_cache(db: ScratchDatabase, primar
         async def listening() -> bool:
             return bool(relay.connected)
 
-        await _until(listening)  # its first connect clears the near cache too
+        await until(listening)  # its first connect clears the near cache too
 
         async def held() -> bool:  # (a read during a relay reconnect is served but not kept: retry)
             await client.get("/products/62")
             return near.get(62) is not None
 
-        await _until(held)
+        await until(held)
         await primary.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE application_name = 'catalog.relay' AND datname = current_database()"
@@ -665,7 +659,7 @@ async def test_relay_reconnect_clears_the_near_cache(db: ScratchDatabase, primar
         async def reconnected() -> bool:
             return relay.connections >= 2 and relay.connected
 
-        await _until(reconnected)
+        await until(reconnected)
         assert near.get(62) is None, "announcements may have been missed: start over"
 
 

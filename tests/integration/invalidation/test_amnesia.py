@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from typing import Any
 
 import asyncpg
@@ -30,16 +29,10 @@ from devtools.stack import Stack
 from tests.fixtures.app import running_app
 from tests.fixtures.database import ScratchDatabase
 from tests.fixtures.stack import replay_paused, wait_for_replica
+from tests.fixtures.waiting import until
 
 pytestmark = pytest.mark.integration
 PRODUCT = 7
-
-
-async def _until(predicate, within_s: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + within_s
-    while not await predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 async def _version(client: httpx.AsyncClient) -> int:
@@ -84,8 +77,8 @@ async def test_redis_losing_its_keys_leaves_no_stale_product_on_any_instance(
                 entries = [runtime_of(app).near_cache.get(PRODUCT) for app in (app_a, app_b)]  # type: ignore[union-attr]
                 return all(entry is None or entry.version >= new for entry in entries)
 
-            await _until(invalidated)
-            await _until(heard_everywhere)
+            await until(invalidated, step_s=0.01)
+            await until(heard_everywhere, step_s=0.01)
             await redis_client.flushdb()  # amnesia: fences, entries, generations, the mark
             for client in instances:  # misses fill from the paused replica: the old row
                 assert await _version(client) == before
@@ -94,7 +87,7 @@ async def test_redis_losing_its_keys_leaves_no_stale_product_on_any_instance(
                 async def marked() -> bool:  # set last, once the re-apply is done
                     return await redis_client.get(CACHE_MARK) is not None
 
-                await _until(marked, within_s=5)  # the relay noticed and re-applied
+                await until(marked, within_s=5)  # the relay noticed and re-applied
                 assert await invalidated(), "the fence is back"
                 assert await redis_client.get(product_key(PRODUCT)) is None, "the old row was dropped"
         await wait_for_replica(stack)

@@ -8,7 +8,6 @@ once the cache had warmed up (README, "Figures").
 from __future__ import annotations
 
 import asyncio
-import time
 
 import asyncpg
 import pytest
@@ -20,15 +19,9 @@ from app.invalidation.refresh import refresh_products
 from app.main import runtime_of
 from tests.fixtures.app import running_app
 from tests.fixtures.database import ScratchDatabase
+from tests.fixtures.waiting import until
 
 pytestmark = pytest.mark.integration
-
-
-async def _until(predicate, within_s: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + within_s
-    while not await predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.005)
 
 
 @pytest.mark.parametrize("refresh", [True, False], ids=["refresh-on", "refresh-off"])
@@ -47,7 +40,7 @@ async def test_the_read_after_a_write_is_a_cache_hit_of_the_new_version(
             fence = await redis_client.get(fence_key(31))
             return fence is not None and int(fence) >= version
 
-        await _until(applied)
+        await until(applied)
         await asyncio.sleep(0.05)  # the refresh follows the batch's commit
         # Another visitor (no read-your-writes cookie) reads the product.
         client.cookies.clear()
