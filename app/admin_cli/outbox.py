@@ -33,6 +33,21 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
+def bounded_int(low: int, high: int) -> Any:
+    """An argparse type: an integer in [low, high], refused with a one-line usage error otherwise."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: use {low:,} to {high:,}")
+        return value
+
+    return parse
+
+
 def _encode(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
@@ -170,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     status = sub.add_parser("status", help="pending, oldest pending age, failing events, throughput")
     status.add_argument("--json", action="store_true")
     tail = sub.add_parser("tail", help="recent events; --follow for new ones")
-    tail.add_argument("--limit", type=int, default=20)
+    tail.add_argument("--limit", type=bounded_int(1, 10_000), default=20)
     tail.add_argument("-f", "--follow", action="store_true")
     tail.add_argument("--interval", type=float, default=1.0)
     tail.add_argument("--for", dest="for_seconds", type=float, help="stop following after this many seconds")
@@ -179,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     retry.add_argument("--json", action="store_true")
     purge = sub.add_parser("purge", help="delete processed events older than a duration")
     purge.add_argument("--older-than", type=parse_duration, required=True, help="e.g. 24h, 30m, 7d")
-    purge.add_argument("--batch-size", type=int, default=10_000)
+    purge.add_argument("--batch-size", type=bounded_int(1, 100_000), default=10_000, help="events per statement")
     purge.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if not args.dsn:
