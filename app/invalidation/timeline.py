@@ -60,8 +60,9 @@ async def _unlink(redis: Redis, keys: list[bytes]) -> int:
 
 async def adopt_timeline(redis: Redis, timeline: str) -> bool:
     """Make the cache hold ``timeline``'s history only; True if it had to be emptied first."""
-    held = await redis.get(CACHE_TIMELINE)
-    if held is not None and held.decode() == timeline:
+    raw = await redis.get(CACHE_TIMELINE)
+    held = raw.decode() if isinstance(raw, bytes) else raw
+    if held == timeline:
         return False
     deleted = await empty_cache(redis)
     # Set last: a relay that fails in between finds the key missing or old and empties again.
@@ -69,7 +70,7 @@ async def adopt_timeline(redis: Redis, timeline: str) -> bool:
     CACHE_TIMELINE_CHANGES.inc()
     log.warning(
         "relay.cache_timeline_changed",
-        held=None if held is None else held.decode(),
+        held=held,
         timeline=timeline,
         keys_deleted=deleted,
     )

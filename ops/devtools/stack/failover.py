@@ -23,7 +23,6 @@ from devtools.stack.config import StackError
 from devtools.stack.stack import Stack
 from devtools.stack.system import pg_bindir
 
-
 # The timeline WAL is written on now (pg_control_checkpoint() says so only after a checkpoint).
 _TIMELINE = "SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int"
 
