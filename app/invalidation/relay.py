@@ -220,7 +220,7 @@ class OutboxRelay:
         processed = failed = 0
         try:
             if not self._timeline_adopted:
-                await self._adopt_timeline()
+                await self._follow_timeline(conn, tolerate_redis=False)
             if await self._forgot():
                 await self.memory.recover(conn, self.scripts, self.batch, self.fence_ttl_s)
             while True:
@@ -246,7 +246,7 @@ class OutboxRelay:
         except REDIS_ERRORS as exc:
             return self._redis_failed(f"redis: {type(exc).__name__}: {exc}"[:500], processed, failed)
 
-    async def _follow_timeline(self, conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    async def _follow_timeline(self, conn: asyncpg.Connection[asyncpg.Record], *, tolerate_redis: bool = True) -> None:
         """On connect: a primary of another history (a failover) voids what this relay remembers of
         the marks, and the cache must hold this history only before anything is served from it."""
         timeline = await primary_timeline(conn)
@@ -257,13 +257,14 @@ class OutboxRelay:
             self.memory = CacheMemory(relay_mark=relay_mark_key(self.name))
             self.timeline = timeline
             self._timeline_adopted = False
-        if not self._timeline_adopted:
-            with contextlib.suppress(*REDIS_ERRORS):  # retried by every drain until Redis answers
-                await self._adopt_timeline()
-
-    async def _adopt_timeline(self) -> None:
-        assert self.timeline is not None
-        emptied = await adopt_timeline(self.redis, self.timeline)
+        if self._timeline_adopted:
+            return
+        try:
+            emptied = await adopt_timeline(self.redis, timeline)
+        except REDIS_ERRORS:
+            if tolerate_redis:
+                return  # retried by every drain until Redis answers
+            raise
         self._timeline_adopted = True
         if emptied and self.connected and self.on_connected is not None:
             self.on_connected()  # the near cache may have copied entries of the old history

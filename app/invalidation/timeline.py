@@ -8,11 +8,12 @@ version that never happened there (served as if true). Versions are per-row coun
 same number can come back with other contents.
 
 So the cache remembers which history it holds, ``cache:timeline`` = ``<system identifier>:
-<timeline>``, and a relay that connects to a primary of another history (or finds the key
-missing: nothing proves which history the keys belong to) empties the cache before it resumes
-its near cache or processes anything. That is cache amnesia in reverse: the marks go too, so
-every relay then re-applies the invalidations processed on the new timeline within the fence TTL
-(recovery.py), which puts back the fences of versions that do exist.
+<timeline>``, and a relay that connects to a primary of another history empties the cache before
+it resumes its near cache or processes anything. A missing key is only set: a new or emptied
+Redis holds no other history, and what it lost is the amnesia mark's business. That is cache
+amnesia in reverse: the marks go too, so every relay then re-applies the invalidations processed
+on the new timeline within the fence TTL (recovery.py), which puts back the fences of versions
+that do exist.
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ async def adopt_timeline(redis: Redis, timeline: str) -> bool:
     raw = await redis.get(CACHE_TIMELINE)
     held = raw.decode() if isinstance(raw, bytes) else raw
     if held == timeline:
+        return False
+    if held is None and await redis.set(CACHE_TIMELINE, timeline, nx=True):
+        # A new or emptied Redis (the amnesia mark covers what it lost): nothing says its keys
+        # belong to another history, and emptying every cache on a first deploy buys nothing.
         return False
     deleted = await empty_cache(redis)
     # Set last: a relay that fails in between finds the key missing or old and empties again.
