@@ -93,10 +93,10 @@ class StackConfig(msgspec.Struct, kw_only=True):
         return _multi_host(APP_ROLE, self.postgres_ports, "primary")
 
     def app_replica_dsn(self, index: int) -> str:
-        """Replica ``index`` (0-based) first, then every other node: a standby among them. After a
-        failover the slot of the promoted replica finds the old primary rebuilt as a standby."""
-        own = self.replica_ports[index]
-        return _multi_host(APP_ROLE, [own, *(p for p in self.postgres_ports if p != own)], "standby")
+        """Replica ``index`` (0-based), then the primary's node, whichever is a standby: after a
+        failover that promotes this replica, its slot finds the old primary rebuilt as a standby.
+        Not every node: a stopped replica must leave rotation, not borrow another's standby."""
+        return _multi_host(APP_ROLE, [self.replica_ports[index], self.primary_port], "standby")
 
     @property
     def redis_url(self) -> str:

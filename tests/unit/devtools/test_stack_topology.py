@@ -41,10 +41,10 @@ def test_stack_env_lists_every_replica_and_instance_and_each_app_gets_every_repl
     app_env = config.app_env(2)
     settings = load_settings(app_env)  # the instance splits the list as it will at start-up
     app_dsns = settings.replicas.dsns
-    # Each replica slot: its own node first, then the others; a standby among them (ADR 0014).
+    # Each replica slot: its own node, then the primary's (a standby after a failover; ADR 0014).
     assert app_dsns == (
-        "postgresql://catalog_app@127.0.0.1:51433,127.0.0.1:55432,127.0.0.1:51434/catalog?target_session_attrs=standby",
-        "postgresql://catalog_app@127.0.0.1:51434,127.0.0.1:55432,127.0.0.1:51433/catalog?target_session_attrs=standby",
+        "postgresql://catalog_app@127.0.0.1:51433,127.0.0.1:55432/catalog?target_session_attrs=standby",
+        "postgresql://catalog_app@127.0.0.1:51434,127.0.0.1:55432/catalog?target_session_attrs=standby",
     )
     assert settings.db.primary_dsn == (
         "postgresql://catalog_app@127.0.0.1:55432,127.0.0.1:51433,127.0.0.1:51434/catalog?target_session_attrs=primary"
