@@ -16,6 +16,8 @@ Keys (Redis-Cluster-safe: a key without braces hashes whole, so ``product:42`` a
 - ``cache:mark:<relay>``   the highest position of that relay's own batches in this Redis: a
   failover that lost one of its batches shows it lower, even when another relay's batch raised
   ``cache:mark`` past it first (docs/adr/0013).
+- ``cache:timeline``       ``<system identifier>:<timeline>`` of the primary whose history the
+  cache holds; a relay connected to another (a promoted replica) empties the cache (docs/adr/0014).
 
 The fence closes the stale-refill races (docs/consistency.md, rule 4): a fill that read an old
 row, from a slow query or a lagging replica, is refused once the relay has announced a newer
@@ -25,6 +27,8 @@ version (docs/adr/0003).
 from __future__ import annotations
 
 CACHE_MARK = "cache:mark"
+# "<system identifier>:<timeline>" of the primary whose history the cache holds (ADR 0014).
+CACHE_TIMELINE = "cache:timeline"
 GEN_SEARCH = "gen:search"
 GEN_TOP_SELLING = "gen:top-selling"
 

@@ -162,6 +162,10 @@ class _BoundedPool:
             await self._pool.expire_connections()
         self.breaker.failure()
 
+    async def expire(self) -> None:
+        """Replace every connection on its next use (the server behind the DSN changed role)."""
+        await self._pool.expire_connections()
+
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         async with self.acquire() as conn:
             return await conn.fetch(query, *args)

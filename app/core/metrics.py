@@ -73,6 +73,10 @@ CACHE_AMNESIA = Counter(
     "catalog_cache_amnesia_total",
     "Times a relay found Redis had lost keys and re-applied recent invalidations.",
 )
+CACHE_TIMELINE_CHANGES = Counter(
+    "catalog_cache_timeline_changes_total",
+    "Times a relay found the cache held another primary timeline's data and emptied it.",
+)
 RELAY_RECONNECTS = Counter("catalog_relay_reconnects_total", "Times the relay lost and re-opened its connection.")
 CACHE_REQUESTS = Counter(
     "catalog_cache_requests_total",

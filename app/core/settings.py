@@ -190,6 +190,9 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
+_URL_LIST_SEPARATOR = re.compile(r",(?=\s*[A-Za-z][A-Za-z0-9+.-]*://)")
+
+
 def _coerce(variable: str, raw: str, field_type: object) -> object:
     if field_type is bool:
         lowered = raw.strip().lower()
@@ -199,7 +202,10 @@ def _coerce(variable: str, raw: str, field_type: object) -> object:
             return False
         raise SettingsError(f"{variable}={raw!r}: expected one of true/false/1/0/yes/no")
     if field_type == tuple[str, ...]:
-        return tuple(part.strip() for part in raw.split(",") if part.strip())
+        # In a list of URLs a comma starts a new item only where a URL starts: a multi-host DSN
+        # (postgresql://u@h1:5432,h2:5432/db) keeps its own commas.
+        parts = _URL_LIST_SEPARATOR.split(raw) if "://" in raw else raw.split(",")
+        return tuple(part.strip() for part in parts if part.strip())
     if field_type in (int, float):
         try:
             return field_type(raw)

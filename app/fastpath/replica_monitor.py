@@ -37,6 +37,15 @@ class WalHistory:
         self.interval_s = interval_s
         self._samples: deque[tuple[float, int]] = deque(maxlen=max(10, int(history_s / interval_s)))
 
+    @property
+    def last_lsn(self) -> int | None:
+        return self._samples[-1][1] if self._samples else None
+
+    def clear(self) -> None:
+        """Forget every sample: the positions were another server's (a promoted replica's history
+        forks below the old primary's last position)."""
+        self._samples.clear()
+
     def record(self, at: float, primary_lsn: int) -> None:
         """Remember where the primary was at ``at`` (positions never go back; a lower one is ignored)."""
         if not self._samples or primary_lsn >= self._samples[-1][1]:
@@ -62,10 +71,12 @@ class _Probe:
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
         self._conn: asyncpg.Connection[asyncpg.Record] | None = None
+        self.fresh = False  # the last sample opened a new connection (maybe to another server)
 
     async def sample(self, query: str) -> tuple[bool, str | None]:
         """``(reachable, value)`` of a one-value query; unreachable drops the connection."""
         try:
+            self.fresh = self._conn is None or self._conn.is_closed()
             if self._conn is None or self._conn.is_closed():
                 self._conn = await asyncpg.connect(
                     self.dsn, timeout=_POLL_TIMEOUT_S * 2, server_settings={"application_name": "catalog.monitor"}
@@ -98,9 +109,16 @@ class ReplicaMonitor:
 
     async def _poll_replica(self, replica: Replica) -> None:
         reachable, value = await self._replicas[replica.name].sample(Q["replica_replay_lsn"])
-        # Not in recovery (value None): a promoted or misconfigured "replica" serves no display reads.
-        if not reachable or value is None:
+        if not reachable:
             replica.up = False
+            return
+        if value is None:
+            # Not in recovery: promoted (a failover) or misconfigured. It serves no display reads,
+            # and with a multi-host DSN (target_session_attrs=standby) the next connections find
+            # the server that is a standby now.
+            replica.up = False
+            self._replicas[replica.name].close()
+            await replica.pool.expire()
             return
         replica.replay_lsn = lsn_to_int(value)
         replica.up = True
@@ -110,6 +128,11 @@ class ReplicaMonitor:
         """Where the primary's WAL is now; a failed sample marks it unreachable at once."""
         primary_lsn = await self._primary_lsn()
         now = time.monotonic()
+        last = self.history.last_lsn
+        if primary_lsn is not None and self._primary.fresh and last is not None and primary_lsn < last:
+            # Reconnected to a server behind where the primary was: a promoted replica (failover).
+            log.warning("reads.primary_changed", lsn=primary_lsn, previous_lsn=last)
+            self.history.clear()
         if primary_lsn is not None:
             self.history.record(now, primary_lsn)
             self._last_primary_sample = now

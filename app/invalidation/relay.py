@@ -31,6 +31,7 @@ from app.invalidation.batch import REDIS_ERRORS, BatchOptions, process_batch
 from app.invalidation.recovery import CacheMemory
 from app.invalidation.refresh import refresh_products
 from app.invalidation.retention import purge_processed, record_backlog
+from app.invalidation.timeline import adopt_timeline, primary_timeline
 
 log = structlog.get_logger("catalog.relay")
 _REFRESH_ERRORS: tuple[type[BaseException], ...] = (*REDIS_ERRORS, asyncpg.PostgresError)
@@ -108,6 +109,10 @@ class OutboxRelay:
         self._last_purge = 0.0
         self._last_backlog = 0.0
         self._redis_backoff_s = 0.0  # > 0 while Redis is failing: pause instead of retrying per NOTIFY
+        # The primary history (timeline.py) this relay last connected to, and whether Redis has
+        # been checked against the current one (not yet while Redis is failing).
+        self.timeline: str | None = None
+        self._timeline_adopted = False
 
     # ------------------------------------------------------------------ the loop
 
@@ -151,6 +156,7 @@ class OutboxRelay:
             self._wake.set()
 
         try:
+            await self._follow_timeline(conn)
             await self._listen(conn, on_terminated, on_notify)
             self.backend_pid = conn.get_server_pid()
             self.connected = True
@@ -213,6 +219,8 @@ class OutboxRelay:
         """
         processed = failed = 0
         try:
+            if not self._timeline_adopted:
+                await self._follow_timeline(conn, tolerate_redis=False)
             if await self._forgot():
                 await self.memory.recover(conn, self.scripts, self.batch, self.fence_ttl_s)
             while True:
@@ -237,6 +245,29 @@ class OutboxRelay:
                     return DrainResult(processed, failed)
         except REDIS_ERRORS as exc:
             return self._redis_failed(f"redis: {type(exc).__name__}: {exc}"[:500], processed, failed)
+
+    async def _follow_timeline(self, conn: asyncpg.Connection[asyncpg.Record], *, tolerate_redis: bool = True) -> None:
+        """On connect: a primary of another history (a failover) voids what this relay remembers of
+        the marks, and the cache must hold this history only before anything is served from it."""
+        timeline = await primary_timeline(conn)
+        if timeline != self.timeline:
+            if self.timeline is not None:
+                log.warning("relay.primary_timeline_changed", relay=self.name, was=self.timeline, now=timeline)
+            # Marks are LSNs of the old history; the new one may not reach them for a long time.
+            self.memory = CacheMemory(relay_mark=relay_mark_key(self.name))
+            self.timeline = timeline
+            self._timeline_adopted = False
+        if self._timeline_adopted:
+            return
+        try:
+            emptied = await adopt_timeline(self.redis, timeline)
+        except REDIS_ERRORS:
+            if tolerate_redis:
+                return  # retried by every drain until Redis answers
+            raise
+        self._timeline_adopted = True
+        if emptied and self.connected and self.on_connected is not None:
+            self.on_connected()  # the near cache may have copied entries of the old history
 
     async def _refresh(self, conn: asyncpg.Connection[asyncpg.Record], versions: dict[int, int]) -> None:
         """Offer a small batch's products back to the cache (refresh.py); failures cost misses only."""

@@ -14,5 +14,6 @@ SELECT pg_is_in_recovery() AS in_recovery,
 SELECT pg_current_wal_lsn()::text;
 
 -- replica_replay_lsn --
--- Replica monitor: how far this replica has replayed.
-SELECT pg_last_wal_replay_lsn()::text;
+-- Replica monitor: how far this replica has replayed; NULL once it is no replica (promoted: its
+-- last replayed position stays frozen there, so the function alone would not say).
+SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text END;

@@ -126,6 +126,12 @@ WHERE attempts > 0;
 -- Read by the relay after claiming: the list generations it bumps remember this position.
 SELECT pg_current_wal_insert_lsn()::text;
 
+-- primary_timeline --
+-- Read by the relay on every connect: which history this primary's data belongs to (cluster
+-- identity and WAL timeline). A promoted replica keeps the identity and starts a new timeline.
+SELECT (SELECT system_identifier FROM pg_control_system())::text || ':'
+       || ('x' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int::text;
+
 -- announce_invalidations --
 -- Tell every instance's near cache which product versions this batch invalidated: one NOTIFY per payload, all sent at COMMIT.
 SELECT pg_notify('catalog_invalidation', payload) FROM unnest($1::text[]) AS payload;

@@ -1,5 +1,5 @@
 """``ops/dev``: the local stack. ``up [--replicas N] [--instances M] | down | status | stop SERVICE |
-start SERVICE | destroy``."""
+start SERVICE | failover [--to REPLICA] | destroy``."""
 
 from __future__ import annotations
 
@@ -60,6 +60,25 @@ def _print_status(stack: Stack, as_json: bool) -> None:
     Console().print(table)
 
 
+def _failover(stack: Stack, target: str | None, as_json: bool) -> None:
+    from devtools.stack.failover import failover
+
+    report = failover(stack, target)
+    if as_json:
+        print(msgspec.json.encode(report).decode())
+        return
+    c = stack.config
+    print(f"{report.promoted}'s node is the primary now: port {c.primary_port}, timeline {report.timeline}")
+    print(f"  promoted in {report.promote_s:.2f} s; running app instances follow without a restart")
+    if report.rebuilt:
+        print(f"  {report.rebuilt}: the old primary's port {c.port_of(report.rebuilt)}, rebuilt as a standby")
+    for replica in report.followed:
+        print(f"  {replica}: follows the new primary")
+    for replica in report.left_behind:
+        print(f"  {replica}: stopped, left behind (it still points at the old primary; rebuild it)")
+    print("  commits the old primary had not shipped are lost, with their outbox events (docs/faults.md)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ops/dev", description=__doc__)
     parser.add_argument("--run-dir", type=Path, default=PROJECT_DIR / ".run")
@@ -81,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("destroy", help="stop everything and delete the stack's data")
     status = sub.add_parser("status", help="which services run")
     status.add_argument("--json", action="store_true")
+    fo = sub.add_parser("failover", help="stop the primary as a crash would and promote a replica")
+    fo.add_argument("--to", metavar="REPLICA", help="the replica to promote (default: the one holding the most WAL)")
+    fo.add_argument("--json", action="store_true")
     for name in ("stop", "start"):
         p = sub.add_parser(name, help=f"{name} one service (fault drills)")
         p.add_argument("service")
@@ -112,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             print("stack stopped and its data deleted")
         elif args.command == "status":
             _print_status(stack, args.json)
+        elif args.command == "failover":
+            _failover(stack, args.to, args.json)
         elif args.command == "stop":
             stack.stop(args.service)
             print(f"{args.service}: stopped")

@@ -36,6 +36,10 @@ class StackConfig(msgspec.Struct, kw_only=True):
     categories: int = 16
     max_body_bytes: int = 65_536
     proxy_read_timeout: str = "15s"
+    # Data directory per Postgres service, where it is not the service's own (after a failover the
+    # service named "primary" is the node that was a replica; layout.py).
+    data_dirs: dict[str, str] = msgspec.field(default_factory=dict)
+    failovers: int = 0
 
     @property
     def replica_port(self) -> int:
@@ -80,6 +84,21 @@ class StackConfig(msgspec.Struct, kw_only=True):
         return f"postgresql://{APP_ROLE}@127.0.0.1:{port}/{db}"
 
     @property
+    def postgres_ports(self) -> list[int]:
+        return [self.primary_port, *self.replica_ports]
+
+    def app_primary_dsn(self) -> str:
+        """Every node, first the primary; the session goes to whichever is the primary when it
+        connects, so a running instance follows ``ops/dev failover`` (docs/adr/0014)."""
+        return _multi_host(APP_ROLE, self.postgres_ports, "primary")
+
+    def app_replica_dsn(self, index: int) -> str:
+        """Replica ``index`` (0-based), then the primary's node, whichever is a standby: after a
+        failover that promotes this replica, its slot finds the old primary rebuilt as a standby.
+        Not every node: a stopped replica must leave rotation, not borrow another's standby."""
+        return _multi_host(APP_ROLE, [self.replica_ports[index], self.primary_port], "standby")
+
+    @property
     def redis_url(self) -> str:
         return f"redis://127.0.0.1:{self.redis_port}/0"
 
@@ -107,8 +126,8 @@ class StackConfig(msgspec.Struct, kw_only=True):
         return {
             "CATALOG_ENV": "development",
             "CATALOG_INSTANCE_NAME": f"app-{index + 1}",
-            "CATALOG_PRIMARY_DSN": self.app_dsn(self.primary_port),
-            "CATALOG_REPLICA_DSNS": ",".join(self.app_dsn(p) for p in self.replica_ports),
+            "CATALOG_PRIMARY_DSN": self.app_primary_dsn(),
+            "CATALOG_REPLICA_DSNS": ",".join(self.app_replica_dsn(i) for i in range(len(self.replica_ports))),
             "CATALOG_REDIS_URL": self.redis_url,
             "CATALOG_ADMIN_TOKEN": self.admin_token,
             "CATALOG_RYW_SECRET": self.ryw_secret,
@@ -117,6 +136,11 @@ class StackConfig(msgspec.Struct, kw_only=True):
             "CATALOG_MAX_BODY_BYTES": str(self.max_body_bytes),
             "CATALOG_LOG_FORMAT": "json",
         }
+
+
+def _multi_host(user: str, ports: list[int], attrs: str, db: str = DB_NAME) -> str:
+    hosts = ",".join(f"127.0.0.1:{p}" for p in ports)
+    return f"postgresql://{user}@{hosts}/{db}?target_session_attrs={attrs}"
 
 
 def port_variable(service: str) -> str:

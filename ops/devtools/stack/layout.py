@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from devtools.stack.config import StackError
@@ -25,6 +25,8 @@ def is_postgres(service: str) -> bool:
 class Layout:
     run_dir: Path
     base_dir: Path
+    # Overrides of data_dir's naming, from StackConfig.data_dirs (a failover swaps two).
+    data_dirs: dict[str, str] = field(default_factory=dict)
 
     @property
     def logs_dir(self) -> Path:
@@ -33,6 +35,8 @@ class Layout:
     def data_dir(self, service: str) -> Path:
         # The first replica keeps the directory it had when a stack had only one, so a stack made
         # before `--replicas` existed is still found (and stopped) by this launcher.
+        if service in self.data_dirs:
+            return self.base_dir / self.data_dirs[service]
         return self.base_dir / ("replica" if service == "replica-1" else service)
 
     def pidfile(self, service: str) -> Path:

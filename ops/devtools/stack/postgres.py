@@ -133,7 +133,7 @@ class Postgres:
         ]
         self.host.run(self.host.as_postgres(pg_ctl))
 
-    def stop(self, service: str) -> None:
+    def stop(self, service: str, mode: str = "fast") -> None:
         if not self.layout.running(service):
             return
         pg_ctl = [
@@ -141,7 +141,7 @@ class Postgres:
             "-D",
             str(self.layout.data_dir(service)),
             "-m",
-            "fast",
+            mode,
             "-w",
             "-t",
             "60",

@@ -43,7 +43,7 @@ class Stack:
 
     def __post_init__(self) -> None:
         self.host = Host(quiet=self.quiet)
-        self.layout = Layout(Path(self.config.run_dir), Path(self.config.base_dir))
+        self.layout = Layout(Path(self.config.run_dir), Path(self.config.base_dir), self.config.data_dirs)
         parts = (self.config, self.layout, self.host)
         self.postgres = Postgres(*parts)
         self.redis = Redis(*parts)

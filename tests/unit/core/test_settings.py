@@ -22,6 +22,17 @@ def test_reads_typed_values_into_their_groups() -> None:
     assert s.cache.fence_ttl_s == 600
 
 
+def test_a_multi_host_dsn_is_one_item_of_a_list_and_other_lists_split_at_every_comma() -> None:
+    s = load_settings(
+        {
+            "CATALOG_REPLICA_DSNS": "postgresql://u@h:1,h:2/x?target_session_attrs=standby,postgresql://u@h:2,h:1/x",
+            "CATALOG_ADMIN_TOKENS": "one-token-long-enough,two-token-long-enough",
+        }
+    )
+    assert s.replicas.dsns == ("postgresql://u@h:1,h:2/x?target_session_attrs=standby", "postgresql://u@h:2,h:1/x")
+    assert len(s.admin_tokens) == 2
+
+
 def test_overrides_use_the_variable_name_and_win_over_the_environment() -> None:
     s = load_settings({"CATALOG_RELAY_BATCH_SIZE": "10"}, relay_batch_size=20, primary_dsn="postgresql://x/y")
     assert s.relay.batch_size == 20

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from app.core.settings import load_settings
 from devtools.stack import Stack, StackConfig, StackError
 from devtools.stack.config import topology_ports
 
@@ -25,7 +26,9 @@ def test_further_replicas_and_instances_follow_on_unless_their_variable_says_oth
 
 
 def test_stack_env_lists_every_replica_and_instance_and_each_app_gets_every_replica() -> None:
-    config = StackConfig(run_dir="/r", base_dir="/b", replica_ports=[51433, 51434], app_ports=[51001, 51002, 51003])
+    config = StackConfig(
+        run_dir="/r", base_dir="/b", replica_ports=[51433, 51434], app_ports=[51001, 51002, 51003], ryw_secret="s" * 32
+    )
     assert config.services == (
         "primary", "replica-1", "replica-2", "redis", "app-1", "app-2", "app-3", "nginx",
     )  # fmt: skip
@@ -35,8 +38,17 @@ def test_stack_env_lists_every_replica_and_instance_and_each_app_gets_every_repl
         "postgresql://postgres@127.0.0.1:51434/catalog",
     ]
     assert env["CATALOG_APP_URLS"].count(",") == 2
-    app_dsns = config.app_env(2)["CATALOG_REPLICA_DSNS"].split(",")
-    assert [d.rsplit(":", 1)[1] for d in app_dsns] == ["51433/catalog", "51434/catalog"]
+    app_env = config.app_env(2)
+    settings = load_settings(app_env)  # the instance splits the list as it will at start-up
+    app_dsns = settings.replicas.dsns
+    # Each replica slot: its own node, then the primary's (a standby after a failover; ADR 0014).
+    assert app_dsns == (
+        "postgresql://catalog_app@127.0.0.1:51433,127.0.0.1:55432/catalog?target_session_attrs=standby",
+        "postgresql://catalog_app@127.0.0.1:51434,127.0.0.1:55432/catalog?target_session_attrs=standby",
+    )
+    assert settings.db.primary_dsn == (
+        "postgresql://catalog_app@127.0.0.1:55432,127.0.0.1:51433,127.0.0.1:51434/catalog?target_session_attrs=primary"
+    )
 
 
 def test_two_services_on_one_port_are_refused_with_the_variable_to_set() -> None:
