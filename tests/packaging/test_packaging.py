@@ -23,9 +23,27 @@ def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
 
 
-def test_compose_file_matches_the_compose_spec() -> None:
-    result = _run(str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", "compose.yaml")
+@pytest.mark.parametrize("name", ["compose.yaml", "compose.cluster.yaml"])
+def test_compose_files_match_the_compose_spec(name: str) -> None:
+    result = _run(str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", name)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_cluster_override_gives_the_app_a_cluster_it_waits_for() -> None:
+    cluster = yaml.safe_load((ROOT / "compose.cluster.yaml").read_text())
+    services = cluster["services"]
+    nodes = [name for name in services if name.startswith("redis-node-")]
+    assert len(nodes) == 6, "three masters with a replica each"
+    for name in nodes:
+        assert "--cluster-enabled" in services[name]["command"]
+    init = services["redis-cluster-init"]
+    assert "--cluster-replicas 1" in " ".join(init["entrypoint"])
+    assert set(init["depends_on"]) == set(nodes)
+    app = services["app"]
+    assert app["environment"]["CATALOG_REDIS_CLUSTER"] == "true"
+    assert app["depends_on"]["redis-cluster-init"]["condition"] == "service_completed_successfully"
+    named = app["environment"]["CATALOG_REDIS_URL"].removeprefix("redis://").split("/")[0].split(",")
+    assert {n.split(":")[0] for n in named} <= set(nodes)
 
 
 def test_dockerfile_passes_hadolint() -> None:
