@@ -16,6 +16,9 @@ Keys (Redis-Cluster-safe: a key without braces hashes whole, so ``product:42`` a
 - ``cache:mark:<relay>``   the highest position of that relay's own batches in this Redis: a
   failover that lost one of its batches shows it lower, even when another relay's batch raised
   ``cache:mark`` past it first (docs/adr/0013).
+- Under Redis Cluster both marks exist once per master, ``cache:mark:{s<n>}`` and
+  ``cache:mark:<relay>:{s<n>}``, the tag chosen to land on that master's slots: one shard that
+  forgets cannot be seen from another (docs/adr/0014).
 
 The fence closes the stale-refill races (docs/consistency.md, rule 4): a fill that read an old
 row, from a slow query or a lagging replica, is refused once the relay has announced a newer
@@ -31,6 +34,11 @@ GEN_TOP_SELLING = "gen:top-selling"
 
 def relay_mark_key(relay_name: str) -> str:
     return f"{CACHE_MARK}:{relay_name}"
+
+
+def shard_key(key: str, tag: str) -> str:
+    """``key`` as held by the shard of hash tag ``tag``; itself for a single Redis (``tag == ""``)."""
+    return f"{key}:{{{tag}}}" if tag else key
 
 
 def product_key(product_id: int) -> str:

@@ -33,6 +33,7 @@ class Target:
     replica_dsn: str
     redis_url: str
     admin_token: str
+    redis_cluster: bool = False
 
     @classmethod
     def of(cls, stack: Stack) -> Target:
@@ -44,6 +45,7 @@ class Target:
             replica_dsn=env["CATALOG_REPLICA_DSNS"].split(",")[0],
             redis_url=env["CATALOG_REDIS_URL"],
             admin_token=env["CATALOG_ADMIN_TOKEN"],
+            redis_cluster=env.get("CATALOG_REDIS_CLUSTER") == "true",
         )
 
 
