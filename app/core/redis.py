@@ -9,10 +9,11 @@ where the two differ (which keys may share a script call, where the marks live) 
 from __future__ import annotations
 
 from typing import Any, Protocol, TypeAlias
+from urllib.parse import urlsplit, urlunsplit
 
 import hiredis
 from redis.asyncio import Connection, ConnectionPool, Redis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
@@ -69,11 +70,24 @@ def create_redis(settings: RedisSettings, timeout_ms: int | None = None) -> Redi
     return Redis.from_pool(pool)  # the client owns the pool: aclose() disconnects it
 
 
+def cluster_startup_nodes(url: str) -> tuple[str, list[tuple[str, int]]]:
+    """``redis://[auth@]h1:p1,h2:p2,.../0`` as the URL of its first node and the other nodes: any
+    one that answers tells the client the whole cluster, so a process started while the first
+    node is down still finds it."""
+    parts = urlsplit(url)
+    auth, at, hosts = parts.netloc.rpartition("@")
+    first, *others = hosts.split(",")
+    nodes = [(host, int(port)) for host, _, port in (node.rpartition(":") for node in others)]
+    return urlunsplit(parts._replace(netloc=f"{auth}{at}{first}")), nodes
+
+
 def _create_cluster(url: str, timeout: float) -> RedisCluster:
     # Two attempts, no backoff: a MOVED or a dead master makes the client reload the slot map and
     # try again once; longer outages are the callers' breaker's business, not a retry loop's.
+    first, others = cluster_startup_nodes(url)
     client = RedisCluster.from_url(
-        url,
+        first,
+        startup_nodes=[ClusterNode(host, port) for host, port in others],
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), retries=2),

@@ -93,7 +93,9 @@ class StackConfig(msgspec.Struct, kw_only=True):
 
     @property
     def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.redis_port}/0"
+        """The Redis; for a cluster every node, so a client started while one is down finds the others."""
+        nodes = ",".join(f"127.0.0.1:{self.port_of(node)}" for node in self.redis_nodes)
+        return f"redis://{nodes}/0" if self.redis_cluster else f"redis://127.0.0.1:{self.redis_port}/0"
 
     @property
     def url(self) -> str:
@@ -117,7 +119,6 @@ class StackConfig(msgspec.Struct, kw_only=True):
 
     @property
     def redis_cluster_env(self) -> dict[str, str]:
-        # The URL names the first node; the client learns the rest from it.
         return {"CATALOG_REDIS_CLUSTER": "true"} if self.redis_cluster else {}
 
     def app_env(self, index: int) -> dict[str, str]:

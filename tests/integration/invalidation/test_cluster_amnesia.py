@@ -76,7 +76,7 @@ async def test_one_shard_forgetting_is_noticed_and_healed(
         # The single-Redis design on a cluster: one mark, on a shard that is not the one forgetting.
         other = next(t for t in tags if t != victim_tag)
         monkeypatch.setattr(CacheScripts, "refresh_mark_tags", lambda self: _tags(self, [other]))
-    settings = db.settings(redis_url=cluster.get_default_node().name, redis_cluster=True)
+    settings = db.settings()
     relay = OutboxRelay("r", settings.db.primary_dsn, cluster, settings.relay, settings.cache)
     conn = await asyncpg.connect(settings.db.primary_dsn)
     try:
