@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
@@ -132,11 +133,18 @@ class CacheScripts:
         self.cluster = is_cluster(redis)
         # One hash tag per shard the marks live on ([""]: a single Redis, one mark).
         self.mark_tags: list[str] = [""]
+        self._slot_map: object = None
 
     async def refresh_mark_tags(self) -> list[str]:
         """Learn which shards the cluster has now (a no-op for a single Redis); the tags."""
-        if self.cluster:
-            self.mark_tags = await shard_tags(self.redis)
+        if isinstance(self.redis, RedisCluster):
+            await self.redis.initialize()
+            # The client replaces its slot map when it reloads it: work the tags out once per map
+            # (about 2 ms each time otherwise, on every drain).
+            slots = self.redis.nodes_manager.slots_cache
+            if slots is not self._slot_map:
+                self.mark_tags = await shard_tags(self.redis)
+                self._slot_map = slots
         return self.mark_tags
 
     async def run_pipelined(self, calls: Sequence[ScriptCall]) -> list[Any]:
