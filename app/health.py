@@ -17,10 +17,10 @@ from typing import Any
 import msgspec
 from litestar import Response, get
 from litestar.di import NamedDependency
-from redis.asyncio import Redis
 
 from app.contracts.policy import policy
 from app.core.db import ReadPool, WritePool, lsn_to_int
+from app.core.redis import Pingable
 from app.core.sql import queries
 
 Q = queries("ops")
@@ -62,7 +62,7 @@ class HealthChecks:
     instance: str
     primary: WritePool
     replicas: dict[str, ReadPool]
-    redis: Redis
+    redis: Pingable  # a Redis or a RedisCluster (a union would not survive Litestar's signature model)
     listener: Callable[[], dict[str, Any]]
     # The read router's view, by replica name: whether display reads may use it now.
     replica_eligibility: Callable[[], dict[str, bool]] = dict

@@ -21,7 +21,6 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusController
-from redis.asyncio import Redis
 
 from app.checkout.routes import ROUTES as CHECKOUT_ROUTES
 from app.checkout.service import Checkout
@@ -34,7 +33,7 @@ from app.core.db import WritePool, create_read_pool, create_write_pool
 from app.core.http import HttpMetrics, observe_requests_middleware
 from app.core.logging import configure_logging
 from app.core.problems import EXCEPTION_HANDLERS
-from app.core.redis import create_redis
+from app.core.redis import RedisClient, create_redis
 from app.core.settings import Settings, get_settings
 from app.fastpath import lane as fast_lane
 from app.fastpath.display_cache import DisplayCache
@@ -68,7 +67,7 @@ class Runtime:
     settings: Settings
     write_pool: WritePool
     router: ReadRouter
-    redis: Redis
+    redis: RedisClient
     near_cache: NearCache | None
     product_reads: ProductReads
     list_reads: ListReads

@@ -15,19 +15,23 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from redis.asyncio import Redis
 
 from app.contracts.cache_keys import decode_entry
 from app.contracts.product import product_from_row
+from app.core.redis import create_redis
+from app.core.settings import RedisSettings
 from app.core.sql import queries
 
 Q = queries("catalog")
 _BATCH = 1000
 
 
-async def check_cache(dsn: str, redis_url: str) -> dict[str, Any]:
-    """``{"checked", "stale", "orphaned", "examples"}``: stale = differs from the primary, orphaned = no such row."""
-    redis = Redis.from_url(redis_url)
+async def check_cache(dsn: str, redis_url: str, *, cluster: bool = False) -> dict[str, Any]:
+    """``{"checked", "stale", "orphaned", "examples"}``: stale = differs from the primary, orphaned = no such row.
+
+    Under Redis Cluster the scan visits every master and the reads are grouped per slot.
+    """
+    redis = create_redis(RedisSettings(url=redis_url, cluster=cluster, socket_timeout_ms=5000))
     conn = await asyncpg.connect(dsn, server_settings={"application_name": "catalog.ops"})
     checked = stale = orphaned = 0
     examples: list[dict[str, Any]] = []
@@ -35,7 +39,7 @@ async def check_cache(dsn: str, redis_url: str) -> dict[str, Any]:
         keys: list[bytes] = [key async for key in redis.scan_iter(match="product:*", count=1000)]
         for start in range(0, len(keys), _BATCH):
             batch = keys[start : start + _BATCH]
-            values = await redis.mget(batch)
+            values = await (redis.mget_nonatomic(batch) if cluster else redis.mget(batch))  # type: ignore[union-attr]
             ids = [int(k.split(b":", 1)[1]) for k in batch]
             rows = {r["id"]: r for r in await conn.fetch(Q["get_products"], ids)}
             for product_id, raw in zip(ids, values, strict=True):
@@ -62,13 +66,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ops/cache", description=__doc__)
     parser.add_argument("--dsn", default=os.environ.get("CATALOG_PRIMARY_DSN"))
     parser.add_argument("--redis-url", default=os.environ.get("CATALOG_REDIS_URL"))
+    parser.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        default=os.environ.get("CATALOG_REDIS_CLUSTER", "").lower() in {"1", "true", "yes"},
+        help="the URL names a node of a Redis Cluster (default: $CATALOG_REDIS_CLUSTER)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="compare every cached product with the primary")
     check.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if not args.dsn or not args.redis_url:
         parser.error("needs the stack: run `ops/dev up` first (it writes .run/stack.env)")
-    result = asyncio.run(check_cache(args.dsn, args.redis_url))
+    result = asyncio.run(check_cache(args.dsn, args.redis_url, cluster=args.redis_cluster))
     if args.json:
         print(msgspec.json.encode(result).decode())
     else:

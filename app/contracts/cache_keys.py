@@ -18,6 +18,9 @@ Keys (Redis-Cluster-safe: a key without braces hashes whole, so ``product:42`` a
   ``cache:mark`` past it first (docs/adr/0013).
 - ``cache:timeline``       ``<system identifier>:<timeline>`` of the primary whose history the
   cache holds; a relay connected to another (a promoted replica) empties the cache (docs/adr/0014).
+- Under Redis Cluster both marks exist once per master, ``cache:mark:{s<n>}`` and
+  ``cache:mark:<relay>:{s<n>}``, the tag chosen to land on that master's slots: one shard that
+  forgets cannot be seen from another (docs/adr/0015).
 
 The fence closes the stale-refill races (docs/consistency.md, rule 4): a fill that read an old
 row, from a slow query or a lagging replica, is refused once the relay has announced a newer
@@ -35,6 +38,11 @@ GEN_TOP_SELLING = "gen:top-selling"
 
 def relay_mark_key(relay_name: str) -> str:
     return f"{CACHE_MARK}:{relay_name}"
+
+
+def shard_key(key: str, tag: str) -> str:
+    """``key`` as held by the shard of hash tag ``tag``; itself for a single Redis (``tag == ""``)."""
+    return f"{key}:{{{tag}}}" if tag else key
 
 
 def product_key(product_id: int) -> str:

@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from app.contracts.cache_keys import encode_entry, fence_key, product_key
+from app.core.redis import RedisClient, is_cluster, shard_tags
 
 # Raise each product's fence to max(fence, version), then drop its cached entry. Idempotent:
 # applying the same events twice, or out of order, leaves the same state.
@@ -121,26 +122,46 @@ ScriptCall = tuple[AsyncScript, Sequence[bytes | str], Sequence[bytes | str | in
 class CacheScripts:
     """The Lua primitives registered on one Redis client."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self.fence_and_delete_many: AsyncScript = redis.register_script(FENCE_AND_DELETE_MANY)
         self.bump_generation: AsyncScript = redis.register_script(BUMP_GENERATION)
         self.raise_mark: AsyncScript = redis.register_script(RAISE_MARK)
         self.raise_relay_mark: AsyncScript = redis.register_script(RAISE_RELAY_MARK)
         self.fill_if_newer_script: AsyncScript = redis.register_script(FILL_IF_NEWER)
         self.redis = redis
+        # Under Redis Cluster a script call may only name keys of one slot (else CROSSSLOT).
+        self.cluster = is_cluster(redis)
+        # One hash tag per shard the marks live on ([""]: a single Redis, one mark).
+        self.mark_tags: list[str] = [""]
+        self._slot_map: object = None
+
+    async def refresh_mark_tags(self) -> list[str]:
+        """Learn which shards the cluster has now (a no-op for a single Redis); the tags."""
+        if isinstance(self.redis, RedisCluster):
+            await self.redis.initialize()
+            # The client replaces its slot map when it reloads it: work the tags out once per map
+            # (about 2 ms each time otherwise, on every drain).
+            slots = self.redis.nodes_manager.slots_cache
+            if slots is not self._slot_map:
+                self.mark_tags = await shard_tags(self.redis)
+                self._slot_map = slots
+        return self.mark_tags
 
     async def run_pipelined(self, calls: Sequence[ScriptCall]) -> list[Any]:
         """Run script calls in one round trip, in order; their results.
 
         Plain EVALSHAs: a redis-py pipeline that runs scripts asks ``SCRIPT EXISTS`` first, a second
-        round trip on every call. A server that does not know a script (restarted, flushed, failed
-        over) answers NOSCRIPT: load the scripts and run the calls again, which is safe because
-        every script here is idempotent.
+        round trip on every call. Under Redis Cluster each call's keys must share a slot; the
+        cluster pipeline sends each master its calls, in order, in one round trip per master.
+        A server that does not know a script (restarted, flushed, failed over) answers NOSCRIPT:
+        load the scripts and run the calls again, which is safe because every script here is
+        idempotent.
         """
         for attempt in range(2):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for script, keys, args in calls:
-                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                    # Not pipe.evalsha: a cluster pipeline refuses it, but routes this by its keys.
+                    pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
                 try:
                     return await pipe.execute()
                 except NoScriptError:

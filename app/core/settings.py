@@ -63,6 +63,10 @@ class ReplicaSettings(_Group, frozen=True, kw_only=True):
 
 class RedisSettings(_Group, frozen=True, kw_only=True):
     url: str = "redis://127.0.0.1:56379/0"
+    # Redis Cluster: ``url`` names one node or several (redis://h1:p1,h2:p2/0: any that answers
+    # will do); the client learns the others and follows failovers. Scripts then touch one slot
+    # each, and the cache's marks live on every shard (docs/adr/0015).
+    cluster: bool = False
     # Redis is an optimisation: tight timeouts so a slow Redis never slows a read much.
     socket_timeout_ms: int = 50
     # After a Redis failure, display reads skip Redis this long before one probe tries again.

@@ -13,13 +13,13 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.contracts.cache_keys import decode_entry, lease_key, parse_generation, product_key
 from app.contracts.cache_scripts import CacheScripts
 from app.core.breaker import CircuitBreaker
 from app.core.metrics import CACHE_REQUESTS
+from app.core.redis import RedisClient
 
 T = TypeVar("T")
 CacheState = Literal["hit", "miss", "bypass"]
@@ -46,7 +46,7 @@ def jittered_ms(ttl_s: int, spread: float = 0.1) -> int:
 
 
 class DisplayCache:
-    def __init__(self, redis: Redis, breaker: CircuitBreaker, timeout_s: float) -> None:
+    def __init__(self, redis: RedisClient, breaker: CircuitBreaker, timeout_s: float) -> None:
         self.redis = redis
         self.breaker = breaker
         self.timeout_s = timeout_s

@@ -7,6 +7,7 @@ applying it once. (A generation bumped twice only costs an extra list-cache miss
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -18,9 +19,11 @@ from app.contracts.cache_keys import (
     fence_key_bytes,
     lsn_hex,
     product_key_bytes,
+    shard_key,
 )
 from app.contracts.cache_scripts import CacheScripts, ScriptCall
 from app.contracts.events import parse_event
+from app.core.redis import slot_of
 
 
 @dataclass(slots=True)
@@ -55,6 +58,18 @@ class InvalidationPlan:
 SCRIPT_CHUNK = 500
 
 
+def product_groups(versions: dict[int, int], *, by_slot: bool) -> list[list[tuple[int, int]]]:
+    """``(product, version)`` pairs in script-sized groups; under Redis Cluster each group's keys
+    share one hash slot (a product and its fence always do), else the call fails with CROSSSLOT."""
+    items = list(versions.items())
+    if not by_slot:
+        return [items[i : i + SCRIPT_CHUNK] for i in range(0, len(items), SCRIPT_CHUNK)]
+    slots: defaultdict[int, list[tuple[int, int]]] = defaultdict(list)
+    for item in items:
+        slots[slot_of(fence_key_bytes(item[0]))].append(item)
+    return [group[i : i + SCRIPT_CHUNK] for group in slots.values() for i in range(0, len(group), SCRIPT_CHUNK)]
+
+
 async def apply_plan(
     scripts: CacheScripts,
     plan: InvalidationPlan,
@@ -71,13 +86,12 @@ async def apply_plan(
     remember it so list readers know which replicas are fresh enough to fill the cache from, and
     the mark records that this Redis holds every invalidation up to it. ``relay_mark`` is the
     applying relay's own mark key, raised last. Returns False when the mark is missing: Redis lost
-    its keys, and the relay must re-apply recent invalidations.
+    its keys, and the relay must re-apply recent invalidations. Under Redis Cluster both marks are
+    raised on every shard (``scripts.mark_tags``), after that shard's other writes of the batch.
     """
-    items = list(plan.versions.items())
     calls: list[ScriptCall] = []
     ttl = b"%d" % fence_ttl_ms
-    for start in range(0, len(items), SCRIPT_CHUNK):
-        chunk = items[start : start + SCRIPT_CHUNK]
+    for chunk in product_groups(plan.versions, by_slot=scripts.cluster):
         # Pre-encoded: redis-py's per-argument encoding is the relay's main CPU cost otherwise.
         keys = [k for product_id, _ in chunk for k in (product_key_bytes(product_id), fence_key_bytes(product_id))]
         args = [ttl, *[b"%d" % version for _, version in chunk]]
@@ -87,9 +101,11 @@ async def apply_plan(
         generations += [GEN_SEARCH, GEN_TOP_SELLING]
     position = lsn_hex(lsn)
     calls += [(scripts.bump_generation, [key], [position, generation_interval_ms]) for key in generations]
-    # Last: a Redis that has the mark has everything before it (replication keeps order).
-    calls.append((scripts.raise_mark, [CACHE_MARK], [position]))
+    # Last: a Redis that has the mark has everything before it (replication keeps order). In a
+    # cluster the pipeline keeps each master's calls in order, so this holds per shard.
+    marks = len(calls)
+    calls += [(scripts.raise_mark, [shard_key(CACHE_MARK, tag)], [position]) for tag in scripts.mark_tags]
     if relay_mark is not None:
-        calls.append((scripts.raise_relay_mark, [relay_mark], [position]))
+        calls += [(scripts.raise_relay_mark, [shard_key(relay_mark, tag)], [position]) for tag in scripts.mark_tags]
     results = await scripts.run_pipelined(calls)
-    return bool(results[-2 if relay_mark is not None else -1])
+    return all(results[marks : marks + len(scripts.mark_tags)])

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import asyncpg
 import structlog
 
-from app.contracts.cache_keys import CACHE_MARK, lsn_hex, parse_lsn_hex
+from app.contracts.cache_keys import CACHE_MARK, lsn_hex, parse_lsn_hex, shard_key
 from app.contracts.cache_scripts import CacheScripts
 from app.contracts.events import encode_announcements
 from app.core.db import lsn_to_int
@@ -48,19 +48,23 @@ class CacheMemory:
 
         ``cache:mark`` missing or lower than we saw: Redis lost keys. Our own mark lower than we
         raised it: a failover lost a batch of ours, even if another relay's batch, claimed after
-        ours but applied before it, had already raised ``cache:mark`` past it.
+        ours but applied before it, had already raised ``cache:mark`` past it. Under Redis Cluster
+        every shard has both marks and is judged alone: one shard forgetting is enough.
         """
-        keys = [CACHE_MARK] if self.relay_mark is None else [CACHE_MARK, self.relay_mark]
+        tags = await scripts.refresh_mark_tags()
+        keys = [shard_key(CACHE_MARK, tag) for tag in tags]
+        if self.relay_mark is not None:
+            keys += [shard_key(self.relay_mark, tag) for tag in tags]
         async with scripts.redis.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.get(key)
             values = [parse_lsn_hex(value) for value in await pipe.execute()]
-        mark, own = values[0], values[-1] if self.relay_mark is not None else None
-        if mark is None or mark < self.seen:
+        marks, owns = values[: len(tags)], values[len(tags) :]
+        if any(mark is None or mark < self.seen for mark in marks):
             return True
-        if self.own and (own is None or own < self.own):
+        if self.own and any(own is None or own < self.own for own in owns):
             return True
-        self.seen = mark
+        self.seen = max(self.seen, min(mark for mark in marks if mark is not None))
         return False
 
     async def recover(
@@ -84,8 +88,9 @@ class CacheMemory:
             after_batch = row["id"]
         async with scripts.redis.pipeline(transaction=False) as pipe:
             for key in (CACHE_MARK, self.relay_mark):
-                if key is not None:
-                    pipe.set(key, lsn_hex(lsn))
+                for tag in scripts.mark_tags:
+                    if key is not None:
+                        pipe.set(shard_key(key, tag), lsn_hex(lsn))
             await pipe.execute()
         self.raised(lsn)
         log.warning("relay.cache_amnesia_recovered", reapplied=reapplied, window_s=window_s, mark=lsn_hex(lsn))

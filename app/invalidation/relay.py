@@ -19,13 +19,13 @@ from typing import Any
 
 import asyncpg
 import structlog
-from redis.asyncio import Redis
 
 from app.contracts.cache_keys import relay_mark_key
 from app.contracts.cache_scripts import CacheScripts
 from app.contracts.events import INVALIDATION_CHANNEL, OUTBOX_CHANNEL, parse_announcement
 from app.core.db import CONNECTION_ERRORS, command_timeout_s, init_connection, server_settings
 from app.core.metrics import RELAY_RECONNECTS
+from app.core.redis import RedisClient
 from app.core.settings import CacheSettings, DatabaseSettings, RelaySettings
 from app.invalidation.batch import REDIS_ERRORS, BatchOptions, process_batch
 from app.invalidation.recovery import CacheMemory
@@ -70,7 +70,7 @@ class OutboxRelay:
         self,
         name: str,
         dsn: str,
-        redis: Redis,
+        redis: RedisClient,
         settings: RelaySettings,
         cache: CacheSettings,
         *,

@@ -156,7 +156,9 @@ async def _versions(client: httpx.AsyncClient, ids: list[int], limit: asyncio.Se
     return dict(await asyncio.gather(*(one(i) for i in ids)))
 
 
-async def stale_products(app_urls: list[str], primary_dsn: str, redis_url: str, product_ids: set[int]) -> StaleReport:
+async def stale_products(
+    app_urls: list[str], primary_dsn: str, redis_url: str, product_ids: set[int], *, redis_cluster: bool = False
+) -> StaleReport:
     """Read every product directly from each instance (no cookie) and compare with the primary,
     retrying a mismatch for :data:`SETTLE_S`; then compare every Redis entry (``check_cache``).
     """
@@ -188,7 +190,7 @@ async def stale_products(app_urls: list[str], primary_dsn: str, redis_url: str, 
                 report.examples.append(
                     f"{url} serves product {product_id} v{version}, primary has v{truth[product_id]}"
                 )
-    cache = await check_cache(primary_dsn, redis_url)
+    cache = await check_cache(primary_dsn, redis_url, cluster=redis_cluster)
     report.stale = len(stale_ids) + int(cache["stale"])
     report.examples.extend(f"redis: {e}" for e in cache["examples"][: max(0, 5 - len(report.examples))])
     return report

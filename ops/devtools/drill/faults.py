@@ -61,11 +61,14 @@ class ServiceStopped(Fault):
 
     service: ClassVar[str]
 
+    def service_in(self, ctx: FaultContext) -> str:
+        return self.service
+
     async def inject(self, ctx: FaultContext) -> None:
-        await asyncio.to_thread(ctx.stack.stop, self.service)
+        await asyncio.to_thread(ctx.stack.stop, self.service_in(ctx))
 
     async def recover(self, ctx: FaultContext) -> None:
-        await asyncio.to_thread(ctx.stack.start, self.service)
+        await asyncio.to_thread(ctx.stack.start, self.service_in(ctx))
 
 
 class PrimaryStopped(ServiceStopped):
@@ -85,11 +88,16 @@ class ReplicaStopped(ServiceStopped):
 
 
 class RedisRestarted(ServiceStopped):
-    """The dev Redis keeps nothing on disk, so it comes back empty: no entries, and no fences."""
+    """The dev Redis keeps nothing on disk, so it comes back empty: no entries, and no fences.
+    On a cluster stack it is ``redis-1``, a master when the stack came up: its replica takes over,
+    and it comes back as a replica."""
 
     name = "redis-restart"
     service = "redis"
     hold_s = 4.0
+
+    def service_in(self, ctx: FaultContext) -> str:
+        return ctx.stack.config.redis_nodes[0]
 
 
 class ReplicaLag(Fault):
@@ -122,7 +130,7 @@ class RedisPaused(Fault):
     pid: int | None = None
 
     async def inject(self, ctx: FaultContext) -> None:
-        self.pid = ctx.stack.layout.pid("redis")
+        self.pid = ctx.stack.layout.pid(ctx.stack.config.redis_nodes[0])  # on a cluster: a master, failed over
         if self.pid is None:
             raise RuntimeError("redis is not running")
         os.kill(self.pid, signal.SIGSTOP)

@@ -84,7 +84,11 @@ async def run_phase(
     await fault.verify(ctx)
     try:
         stale = await stale_products(
-            target.app_urls, target.primary_dsn, target.redis_url, written | set(catalog.hot_ids)
+            target.app_urls,
+            target.primary_dsn,
+            target.redis_url,
+            written | set(catalog.hot_ids),
+            redis_cluster=target.redis_cluster,
         )
     except CHECK_ERRORS as exc:
         ctx.failures.append(f"stale check failed: {type(exc).__name__}")

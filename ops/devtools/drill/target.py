@@ -33,6 +33,7 @@ class Target:
     replica_dsn: str
     redis_url: str
     admin_token: str
+    redis_cluster: bool = False
 
     @classmethod
     def of(cls, stack: Stack) -> Target:
@@ -44,6 +45,7 @@ class Target:
             replica_dsn=env["CATALOG_REPLICA_DSNS"].split(",")[0],
             redis_url=env["CATALOG_REDIS_URL"],
             admin_token=env["CATALOG_ADMIN_TOKEN"],
+            redis_cluster=env.get("CATALOG_REDIS_CLUSTER") == "true",
         )
 
 
@@ -81,10 +83,11 @@ async def _undo_leftovers(stack: Stack, target: Target) -> None:
     """Faults a drill killed mid-phase could leave behind: Redis stopped by SIGSTOP, replay paused.
     Both undo operations are harmless when there is nothing to undo.
     """
-    pid = stack.layout.pid("redis")
-    if pid is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGCONT)
+    for node in stack.config.redis_nodes:
+        pid = stack.layout.pid(node)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
     with contextlib.suppress(OSError, asyncpg.PostgresError):
         conn = await asyncpg.connect(target.replica_dsn, timeout=2.0)
         try:

@@ -1,5 +1,5 @@
-"""``ops/dev``: the local stack. ``up [--replicas N] [--instances M] | down | status | stop SERVICE |
-start SERVICE | failover [--to REPLICA] | destroy``."""
+"""``ops/dev``: the local stack. ``up [--replicas N] [--instances M] [--redis-cluster] | down | status |
+stop SERVICE | start SERVICE | failover [--to REPLICA] | destroy``."""
 
 from __future__ import annotations
 
@@ -96,6 +96,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="M",
         help="app instances app-1..M behind nginx (default 2; an existing stack keeps its number)",
     )
+    up.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        default=None,
+        help="a Redis Cluster redis-1..6 (3 masters, a replica each) on CATALOG_DEV_REDIS_PORT and the "
+        "5 ports after it, instead of one Redis",
+    )
     sub.add_parser("down", help="stop everything the stack started (data is kept)")
     sub.add_parser("destroy", help="stop everything and delete the stack's data")
     status = sub.add_parser("status", help="which services run")
@@ -113,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             args.run_dir,
             replicas=getattr(args, "replicas", None),
             instances=getattr(args, "instances", None),
+            redis_cluster=getattr(args, "redis_cluster", None),
             env=os.environ,
             **_overrides(),
         )
@@ -123,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
             c = stack.config
             print(f"catalog is up: {c.url}  (instances: {', '.join(c.app_urls)})")
             print(f"  replicas:   {', '.join(f'{r} :{c.port_of(r)}' for r in c.replicas)}")
+            if c.redis_cluster:
+                print(f"  redis:      cluster {', '.join(f'{r} :{c.port_of(r)}' for r in c.redis_nodes)}")
             print(f"  stack env:  {env_file}   (source it: set -a; . {env_file}; set +a)")
             print(f"  logs:       {args.run_dir / 'logs'}/")
             print(f"  try:        curl {stack.config.url}/products/1")

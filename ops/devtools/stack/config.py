@@ -16,6 +16,8 @@ import msgspec
 PROJECT_DIR = Path(__file__).resolve().parents[3]
 APP_ROLE = "catalog_app"
 DB_NAME = "catalog"
+# Three masters and a replica each: what a failover drill needs, small enough for a laptop.
+REDIS_CLUSTER_NODES = 6
 
 
 class StackError(RuntimeError):
@@ -27,7 +29,8 @@ class StackConfig(msgspec.Struct, kw_only=True):
     base_dir: str
     primary_port: int = 55432
     replica_ports: list[int] = msgspec.field(default_factory=lambda: [55433])
-    redis_port: int = 56379
+    redis_port: int = 56379  # with redis_cluster: the first node's; the others follow it
+    redis_cluster: bool = False
     app_ports: list[int] = msgspec.field(default_factory=lambda: [8001, 8002])
     nginx_port: int = 8080
     admin_token: str = ""
@@ -55,14 +58,23 @@ class StackConfig(msgspec.Struct, kw_only=True):
         return tuple(f"app-{i + 1}" for i in range(len(self.app_ports)))
 
     @property
+    def redis_nodes(self) -> tuple[str, ...]:
+        """``redis``, or the cluster's nodes ``redis-1..6`` (which are masters is the cluster's say)."""
+        if not self.redis_cluster:
+            return ("redis",)
+        return tuple(f"redis-{i + 1}" for i in range(REDIS_CLUSTER_NODES))
+
+    @property
     def services(self) -> tuple[str, ...]:
-        return ("primary", *self.replicas, "redis", *self.apps, "nginx")
+        return ("primary", *self.replicas, *self.redis_nodes, *self.apps, "nginx")
 
     def port_of(self, service: str) -> int:
         if service.startswith("app-"):
             return self.app_ports[int(service.removeprefix("app-")) - 1]
         if service.startswith("replica-"):
             return self.replica_ports[int(service.removeprefix("replica-")) - 1]
+        if service.startswith("redis-"):
+            return self.redis_port + int(service.removeprefix("redis-")) - 1
         ports = {"primary": self.primary_port, "redis": self.redis_port, "nginx": self.nginx_port}
         return ports[service]
 
@@ -100,7 +112,9 @@ class StackConfig(msgspec.Struct, kw_only=True):
 
     @property
     def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.redis_port}/0"
+        """The Redis; for a cluster every node, so a client started while one is down finds the others."""
+        nodes = ",".join(f"127.0.0.1:{self.port_of(node)}" for node in self.redis_nodes)
+        return f"redis://{nodes}/0" if self.redis_cluster else f"redis://127.0.0.1:{self.redis_port}/0"
 
     @property
     def url(self) -> str:
@@ -119,7 +133,12 @@ class StackConfig(msgspec.Struct, kw_only=True):
             "CATALOG_REPLICA_DSNS": ",".join(self.superuser_dsn(p) for p in self.replica_ports),
             "CATALOG_REDIS_URL": self.redis_url,
             "CATALOG_ADMIN_TOKEN": self.admin_token,
+            **self.redis_cluster_env,
         }
+
+    @property
+    def redis_cluster_env(self) -> dict[str, str]:
+        return {"CATALOG_REDIS_CLUSTER": "true"} if self.redis_cluster else {}
 
     def app_env(self, index: int) -> dict[str, str]:
         """Environment of app instance ``index`` (0-based): least-privilege role, dev-stack flags."""
@@ -135,6 +154,7 @@ class StackConfig(msgspec.Struct, kw_only=True):
             "CATALOG_DEBUG_HEADERS": "true",
             "CATALOG_MAX_BODY_BYTES": str(self.max_body_bytes),
             "CATALOG_LOG_FORMAT": "json",
+            **self.redis_cluster_env,
         }
 
 
@@ -147,6 +167,8 @@ def port_variable(service: str) -> str:
     """The environment variable that sets ``service``'s port (the first replica keeps its old name)."""
     if service == "replica-1":
         return "CATALOG_DEV_REPLICA_PORT"
+    if service.startswith("redis"):
+        return "CATALOG_DEV_REDIS_PORT"  # cluster nodes take the ports after it
     return f"CATALOG_DEV_{service.upper().replace('-', '_')}_PORT"
 
 

@@ -71,6 +71,7 @@ class Stack:
         *,
         replicas: int | None = None,
         instances: int | None = None,
+        redis_cluster: bool | None = None,
         env: Mapping[str, str] | None = None,
         **overrides: object,
     ) -> Stack:
@@ -90,6 +91,7 @@ class Stack:
                     "base_dir": str(default_base_dir(run_dir)),
                     "admin_token": secrets.token_urlsafe(24),
                     "ryw_secret": secrets.token_urlsafe(32),
+                    "redis_cluster": bool(redis_cluster),
                     **overrides,
                     **ports,
                 },
@@ -100,6 +102,11 @@ class Stack:
         if "replica_port" in stored:  # written before a stack could have several replicas
             stored.setdefault("replica_ports", [stored.pop("replica_port")])
         config = msgspec.convert(stored, StackConfig)
+        if redis_cluster is not None and redis_cluster != config.redis_cluster:
+            if Path(config.base_dir).exists():
+                kind = "a Redis Cluster" if config.redis_cluster else "a single Redis"
+                raise StackError(f"this stack has {kind}; run `ops/dev destroy` first to change it")
+            config = msgspec.structs.replace(config, redis_cluster=redis_cluster)
         have = (len(config.replica_ports), len(config.app_ports))
         want = (replicas or have[0], instances or have[1])
         if want != have:
@@ -147,9 +154,12 @@ class Stack:
                 self.postgres.init_replica(replica)
                 self._announce(replica)
                 self.postgres.start(replica)
-        if "redis" in wanted:
-            self._announce("redis")
-            self.redis.start()
+        for node in self.config.redis_nodes:
+            if node in wanted:
+                self._announce(node)
+                self.redis.start(node)
+        if self.config.redis_cluster and set(self.config.redis_nodes) <= set(wanted):
+            self.redis.create_cluster()
         for service in wanted:
             if service.startswith("app-"):
                 self._announce(service)
@@ -163,8 +173,8 @@ class Stack:
         self.layout.prepare(is_root=self.host.is_root)
         if is_postgres(service):
             self.postgres.start(service)
-        elif service == "redis":
-            self.redis.start()
+        elif service.startswith("redis"):
+            self.redis.start(service)
         elif service == "nginx":
             self.nginx.start()
         else:
@@ -174,8 +184,8 @@ class Stack:
         service = self._validate(service)
         if is_postgres(service):
             self.postgres.stop(service)
-        elif service == "redis":
-            self.redis.stop()
+        elif service.startswith("redis"):
+            self.redis.stop(service)
         elif service == "nginx":
             self.nginx.stop()
         else:

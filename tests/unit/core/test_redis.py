@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 from redis.asyncio import Connection
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import DataError
 
-from app.core.redis import HiredisPackingConnection, create_redis
+from app.core.redis import HiredisPackingConnection, cluster_startup_nodes, create_redis
 from app.core.settings import RedisSettings
 
 COMMANDS: list[tuple[object, ...]] = [
@@ -37,5 +38,23 @@ async def test_the_client_uses_it_for_redis_urls() -> None:
     client = create_redis(RedisSettings(url="redis://127.0.0.1:1/0"))
     try:
         assert client.connection_pool.connection_class is HiredisPackingConnection
+    finally:
+        await client.aclose()
+
+
+def test_a_cluster_url_names_its_nodes_any_of_which_will_do() -> None:
+    first, others = cluster_startup_nodes("redis://user:pw@10.0.0.1:7000,10.0.0.2:7001,[::1]:7002/0")
+    assert first == "redis://user:pw@10.0.0.1:7000/0"
+    assert others == [("10.0.0.2", 7001), ("[::1]", 7002)]
+    assert cluster_startup_nodes("redis://h:6379/0") == ("redis://h:6379/0", [])
+
+
+async def test_the_cluster_client_packs_with_hiredis_too_and_knows_every_node_given() -> None:
+    client = create_redis(RedisSettings(url="redis://127.0.0.1:1,127.0.0.1:2/0", cluster=True))
+    try:
+        assert isinstance(client, RedisCluster)
+        nodes = client.nodes_manager.startup_nodes
+        assert sorted(nodes) == ["127.0.0.1:1", "127.0.0.1:2"]
+        assert {node.connection_class for node in nodes.values()} == {HiredisPackingConnection}
     finally:
         await client.aclose()

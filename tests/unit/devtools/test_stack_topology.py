@@ -108,3 +108,25 @@ def test_replica_still_names_the_first_replica_and_unknown_services_are_refused(
     stack.stop("replica-2")
     with pytest.raises(StackError, match="replica-3"):
         stack.stop("replica-3")
+
+
+def test_a_redis_cluster_takes_six_ports_from_the_first_and_says_so_in_every_env() -> None:
+    config = StackConfig(run_dir="/r", base_dir="/b", redis_port=52379, redis_cluster=True)
+    assert config.redis_nodes == tuple(f"redis-{i}" for i in range(1, 7))
+    assert [config.port_of(n) for n in config.redis_nodes] == list(range(52379, 52385))
+    assert "redis" not in config.services
+    url = "redis://" + ",".join(f"127.0.0.1:{p}" for p in range(52379, 52385)) + "/0"
+    for env in (config.stack_env(), config.app_env(0)):
+        assert (env["CATALOG_REDIS_URL"], env["CATALOG_REDIS_CLUSTER"]) == (url, "true")
+    single = StackConfig(run_dir="/r", base_dir="/b")
+    assert "CATALOG_REDIS_CLUSTER" not in single.stack_env()
+    assert single.redis_url == "redis://127.0.0.1:56379/0"
+
+
+def test_a_stack_with_data_keeps_its_kind_of_redis(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    Stack.load_or_create(run_dir, redis_cluster=True, env={}).save()
+    assert Stack.load_or_create(run_dir, env={}).config.redis_cluster
+    (Stack.load_or_create(run_dir, env={}).base_dir).mkdir(parents=True)
+    with pytest.raises(StackError, match="Redis Cluster"):
+        Stack.load_or_create(run_dir, redis_cluster=False, env={})
