@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import asyncpg
 import structlog
-from redis.asyncio import Redis
 
 from app.contracts.cache_keys import CACHE_TIMELINE
 from app.core.metrics import CACHE_TIMELINE_CHANGES
+from app.core.redis import RedisClient
 from app.core.sql import queries
 
 Q = queries("outbox")
@@ -37,7 +37,7 @@ async def primary_timeline(conn: asyncpg.Connection[asyncpg.Record]) -> str:
     return str(await conn.fetchval(Q["primary_timeline"]))
 
 
-async def empty_cache(redis: Redis) -> int:
+async def empty_cache(redis: RedisClient) -> int:
     """Delete every key of the cache (all of it derives from the database); returns how many."""
     deleted = 0
     chunk: list[bytes] = []
@@ -51,7 +51,7 @@ async def empty_cache(redis: Redis) -> int:
     return deleted
 
 
-async def _unlink(redis: Redis, keys: list[bytes]) -> int:
+async def _unlink(redis: RedisClient, keys: list[bytes]) -> int:
     # One key per command: under Redis Cluster the keys of a chunk live in many slots.
     async with redis.pipeline(transaction=False) as pipe:
         for key in keys:
@@ -59,7 +59,7 @@ async def _unlink(redis: Redis, keys: list[bytes]) -> int:
         return sum(int(n) for n in await pipe.execute())
 
 
-async def adopt_timeline(redis: Redis, timeline: str) -> bool:
+async def adopt_timeline(redis: RedisClient, timeline: str) -> bool:
     """Make the cache hold ``timeline``'s history only; True if it had to be emptied first."""
     raw = await redis.get(CACHE_TIMELINE)
     held = raw.decode() if isinstance(raw, bytes) else raw
