@@ -17,12 +17,15 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
-from redis.exceptions import DataError
+from redis.exceptions import DataError, RedisClusterException, RedisError
 from redis.typing import EncodableT
 
 from app.core.settings import RedisSettings
 
 RedisClient: TypeAlias = Redis | RedisCluster
+# What a Redis call can raise when Redis (or a cluster node) is down, slow or moving slots.
+# RedisClusterException (no node covers a slot, no node answers) is not a RedisError.
+REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, RedisClusterException, OSError, TimeoutError)
 
 
 class Pingable(Protocol):

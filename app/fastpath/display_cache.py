@@ -13,17 +13,15 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-from redis.exceptions import RedisError
-
 from app.contracts.cache_keys import decode_entry, lease_key, parse_generation, product_key
 from app.contracts.cache_scripts import CacheScripts
 from app.core.breaker import CircuitBreaker
 from app.core.metrics import CACHE_REQUESTS
-from app.core.redis import RedisClient
+from app.core.redis import REDIS_ERRORS, RedisClient
 
 T = TypeVar("T")
 CacheState = Literal["hit", "miss", "bypass"]
-_ERRORS = (RedisError, OSError, TimeoutError)
+_ERRORS = REDIS_ERRORS
 
 
 class CacheUnavailableError(Exception):

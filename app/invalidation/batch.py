@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 import asyncpg
 import structlog
-from redis.exceptions import RedisError
 
 from app.contracts.cache_keys import relay_mark_key
 from app.contracts.cache_scripts import CacheScripts
@@ -31,12 +30,12 @@ from app.core.metrics import (
     OUTBOX_UNPARSED,
     observe_many,
 )
+from app.core.redis import REDIS_ERRORS
 from app.core.sql import queries
 from app.invalidation.plan import InvalidationPlan, apply_plan
 
 Q = queries("outbox")
 log = structlog.get_logger("catalog.relay")
-REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)

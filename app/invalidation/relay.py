@@ -25,9 +25,9 @@ from app.contracts.cache_scripts import CacheScripts
 from app.contracts.events import INVALIDATION_CHANNEL, OUTBOX_CHANNEL, parse_announcement
 from app.core.db import CONNECTION_ERRORS, command_timeout_s, init_connection, server_settings
 from app.core.metrics import RELAY_RECONNECTS
-from app.core.redis import RedisClient
+from app.core.redis import REDIS_ERRORS, RedisClient
 from app.core.settings import CacheSettings, DatabaseSettings, RelaySettings
-from app.invalidation.batch import REDIS_ERRORS, BatchOptions, process_batch
+from app.invalidation.batch import BatchOptions, process_batch
 from app.invalidation.recovery import CacheMemory
 from app.invalidation.refresh import refresh_products
 from app.invalidation.retention import purge_processed, record_backlog

@@ -9,10 +9,10 @@ import time
 import asyncpg
 import httpx
 import pytest
-import redis
 
 from app.core.settings import NearCacheSettings
 from devtools.stack import Stack
+from tests.fixtures.stack import stack_redis
 
 pytestmark = pytest.mark.system
 NEAR_CACHE_TTL_S = NearCacheSettings().ttl_s
@@ -26,7 +26,7 @@ def admin(stack: Stack) -> dict[str, str]:
 @pytest.fixture
 def cold_cache(stack: Stack) -> None:
     """Nothing cached anywhere (other system tests, like the drill, warm the whole catalog)."""
-    client = redis.Redis.from_url(stack.config.redis_url)
+    client = stack_redis(stack)
     try:
         client.flushdb()
     finally:
@@ -76,7 +76,8 @@ def test_write_through_nginx_sets_cookie_and_one_outbox_row(stack: Stack, admin:
 
 @pytest.mark.usefixtures("cold_cache")
 def test_replica_stopped_reads_fall_back_to_primary_then_return(stack: Stack) -> None:
-    stack.stop("replica")
+    for replica in stack.config.replicas:  # every one: with several, the others would serve
+        stack.stop(replica)
     try:
         with httpx.Client(base_url=stack.config.url, timeout=5) as client:
             for pid in range(150, 156):  # uncached products
@@ -86,7 +87,8 @@ def test_replica_stopped_reads_fall_back_to_primary_then_return(stack: Stack) ->
             ready = client.get("/readyz").json()
             assert ready["status"] == "degraded"
     finally:
-        stack.start("replica")
+        for replica in stack.config.replicas:
+            stack.start(replica)
     with httpx.Client(base_url=stack.config.url, timeout=5) as client:
         deadline = time.monotonic() + 15
         sources: set[str] = set()
@@ -128,12 +130,10 @@ def _outbox_status(stack: Stack) -> dict[str, object]:
 
 
 def test_write_through_nginx_invalidates_the_cached_product(stack: Stack, admin: dict[str, str]) -> None:
-    import redis
-
     from app.core.settings import RelaySettings
 
     poll_s = RelaySettings().poll_interval_s  # the stack's instances run the default
-    r = redis.Redis.from_url(stack.config.redis_url)
+    r = stack_redis(stack)
     took: list[float] = []
     try:
         with httpx.Client(base_url=stack.config.url, timeout=5) as client:
@@ -160,7 +160,8 @@ def test_write_through_nginx_invalidates_the_cached_product(stack: Stack, admin:
 
 
 def test_redis_down_writes_still_commit_and_the_backlog_drains(stack: Stack, admin: dict[str, str]) -> None:
-    stack.stop("redis")
+    for node in stack.config.redis_nodes:  # one Redis, or every node of the cluster
+        stack.stop(node)
     try:
         with httpx.Client(base_url=stack.config.url, timeout=5) as client:
             for pid in range(30, 60):
@@ -173,7 +174,8 @@ def test_redis_down_writes_still_commit_and_the_backlog_drains(stack: Stack, adm
         assert status["pending"] == 30
         assert all("redis" in e["last_error"] for e in status["failing_events"])  # type: ignore[attr-defined]
     finally:
-        stack.start("redis")
+        for node in stack.config.redis_nodes:
+            stack.start(node)
     deadline = time.monotonic() + 10
     while _outbox_status(stack)["pending"] != 0:
         assert time.monotonic() < deadline, "backlog did not drain after Redis came back"
