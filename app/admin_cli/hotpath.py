@@ -25,6 +25,7 @@ import httpx
 import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.admin_cli.args import bounded_float, bounded_int
 from app.admin_cli.replica_report import ReplicaRow, render_replicas, replica_rows
 from app.contracts.policy import POLICIES, EndpointPolicy, PathClass
 
@@ -306,8 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--urls", default=os.environ.get("CATALOG_APP_URLS", ""), help="instances to scrape")
     parser.add_argument("--primary-dsn", default=os.environ.get("CATALOG_PRIMARY_DSN"))
     parser.add_argument("--replica-dsns", default=os.environ.get("CATALOG_REPLICA_DSNS"))
-    parser.add_argument("--window", type=float, default=0.0, help="only count the next N seconds of traffic")
-    parser.add_argument("--statements", type=int, default=5, help="top statements per server (0: none)")
+    parser.add_argument("--window", type=bounded_float(0, 3600), default=0.0, help="count the next N seconds only")
+    parser.add_argument("--statements", type=bounded_int(0, 100), default=5, help="top statements (0: none)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if not args.urls:

@@ -16,6 +16,7 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
+from app.admin_cli.args import bounded_int
 from app.core.db import init_connection
 from app.core.sql import queries
 from app.invalidation.retention import purge_processed
@@ -31,21 +32,6 @@ def parse_duration(text: str) -> float:
     if match is None:
         raise argparse.ArgumentTypeError(f"{text!r}: use a number with s, m, h or d, e.g. 24h")
     return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-def bounded_int(low: int, high: int) -> Any:
-    """An argparse type: an integer in [low, high], refused with a one-line usage error otherwise."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is out of range: use {low:,} to {high:,}")
-        return value
-
-    return parse
 
 
 def _encode(value: Any) -> Any:

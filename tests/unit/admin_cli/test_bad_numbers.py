@@ -1,0 +1,47 @@
+"""Numbers given to the ops commands: a bad one is a one-line usage error (exit 2), never a run
+(``ops/outbox purge --batch-size 0`` used to loop; ``ops/hotpath --window -5`` was accepted)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.admin_cli import hotpath, outbox
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.mark.parametrize(
+    ("main", "argv"),
+    [
+        (outbox.main, ["purge", "--older-than", "1s", "--batch-size", "0"]),
+        (outbox.main, ["purge", "--older-than", "1s", "--batch-size", "-5"]),
+        (outbox.main, ["purge", "--older-than", "1s", "--batch-size", "many"]),
+        (outbox.main, ["purge", "--older-than", "-1h"]),
+        (outbox.main, ["tail", "--limit", "0"]),
+        (hotpath.main, ["--window", "-5"]),
+        (hotpath.main, ["--window", "nan"]),
+        (hotpath.main, ["--statements", "-1"]),
+    ],
+)
+def test_bad_numbers_are_usage_errors(main: Any, argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("ops/"), err
+
+
+@pytest.mark.parametrize("argv", [["-t"], ["-u", "0"], ["-u", "-5"], ["-t", "soon"], ["-r"]])
+def test_ops_load_refuses_bad_values_before_it_starts(argv: list[str]) -> None:
+    # ops/load is bash around locust: its own flags are checked before anything runs.
+    result = subprocess.run(
+        [str(ROOT / "ops" / "load"), *argv], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 2, result.stderr
+    assert "unbound variable" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("ops/load: ")
