@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 
 
@@ -35,3 +36,10 @@ def bounded_float(low: float, high: float) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+def unreachable(tool: str, what: str, exc: BaseException | None = None) -> int:
+    """One line for a service the tool cannot reach, with what to run; the exit status 1."""
+    detail = f": {type(exc).__name__}: {exc}" if exc is not None else ""
+    print(f"{tool}: cannot reach {what}{detail} (is the stack up? `ops/dev status`, `ops/dev up`)", file=sys.stderr)
+    return 1

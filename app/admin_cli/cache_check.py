@@ -16,9 +16,10 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from app.admin_cli.args import unreachable
 from app.contracts.cache_keys import decode_entry
 from app.contracts.product import product_from_row
-from app.core.redis import create_redis
+from app.core.redis import REDIS_ERRORS, create_redis
 from app.core.settings import RedisSettings
 from app.core.sql import queries
 
@@ -62,6 +63,9 @@ async def check_cache(dsn: str, redis_url: str, *, cluster: bool = False) -> dic
     return {"checked": checked, "stale": stale, "orphaned": orphaned, "examples": examples[:20]}
 
 
+_UNREACHABLE: tuple[type[BaseException], ...] = (*REDIS_ERRORS, asyncpg.PostgresError)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ops/cache", description=__doc__)
     parser.add_argument("--dsn", default=os.environ.get("CATALOG_PRIMARY_DSN"))
@@ -78,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.dsn or not args.redis_url:
         parser.error("needs the stack: run `ops/dev up` first (it writes .run/stack.env)")
-    result = asyncio.run(check_cache(args.dsn, args.redis_url, cluster=args.redis_cluster))
+    try:
+        result = asyncio.run(check_cache(args.dsn, args.redis_url, cluster=args.redis_cluster))
+    except _UNREACHABLE as exc:
+        return unreachable("ops/cache", "the primary or Redis", exc)
     if args.json:
         print(msgspec.json.encode(result).decode())
     else:

@@ -25,7 +25,7 @@ import httpx
 import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.admin_cli.args import bounded_float, bounded_int
+from app.admin_cli.args import bounded_float, bounded_int, unreachable
 from app.admin_cli.replica_report import ReplicaRow, render_replicas, replica_rows
 from app.contracts.policy import POLICIES, EndpointPolicy, PathClass
 
@@ -276,6 +276,8 @@ def render(rows: list[Row], summary: dict[str, Any], replicas: list[ReplicaRow],
 async def run(args: argparse.Namespace) -> int:
     urls = [u.strip() for u in args.urls.split(",") if u.strip()]
     instances = await scrape_each(urls)
+    if not instances:  # an all-zero table would look like an idle service
+        return unreachable("ops/hotpath", f"any instance ({', '.join(urls)})")
     samples = total(instances)
     if args.window:
         await asyncio.sleep(args.window)
@@ -290,12 +292,8 @@ async def run(args: argparse.Namespace) -> int:
         dsns[f"replica-{i + 1}"] = dsn.strip()
     statements = await top_statements(dsns, args.statements) if dsns and args.statements else []
     if args.json:
-        report = {
-            "endpoints": [asdict(r) for r in rows],
-            "summary": summary,
-            "replicas": [asdict(r) for r in replicas],
-            "statements": statements,
-        }
+        endpoints, replica_list = [asdict(r) for r in rows], [asdict(r) for r in replicas]
+        report = {"endpoints": endpoints, "summary": summary, "replicas": replica_list, "statements": statements}
         print(msgspec.json.encode(report).decode())
     else:
         render(rows, summary, replicas, statements)

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import os
 import re
-import sys
 import time
 from datetime import datetime
 from typing import Any
@@ -16,7 +15,7 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from app.admin_cli.args import bounded_int
+from app.admin_cli.args import bounded_int, unreachable
 from app.core.db import init_connection
 from app.core.sql import queries
 from app.invalidation.retention import purge_processed
@@ -188,8 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return asyncio.run(run(args))
     except (OSError, asyncpg.PostgresError) as exc:
-        print(f"ops/outbox: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return unreachable("ops/outbox", "the primary", exc)
 
 
 if __name__ == "__main__":

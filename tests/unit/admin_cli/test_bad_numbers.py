@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.admin_cli import hotpath, outbox
+from app.admin_cli import cache_check, hotpath, outbox
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -45,3 +45,30 @@ def test_ops_load_refuses_bad_values_before_it_starts(argv: list[str]) -> None:
     assert result.returncode == 2, result.stderr
     assert "unbound variable" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("ops/load: ")
+
+
+NOTHING = "127.0.0.1:9"  # the discard port: nothing listens there on these machines
+
+
+@pytest.mark.parametrize(
+    ("main", "argv", "tool"),
+    [
+        (outbox.main, ["--dsn", f"postgresql://x@{NOTHING}/catalog", "status"], "ops/outbox"),
+        (
+            cache_check.main,
+            ["--dsn", f"postgresql://x@{NOTHING}/c", "--redis-url", f"redis://{NOTHING}/0", "check"],
+            "ops/cache",
+        ),
+        (hotpath.main, ["--urls", f"http://{NOTHING}", "--statements", "0"], "ops/hotpath"),
+    ],
+    ids=["outbox", "cache", "hotpath"],
+)
+def test_a_stack_that_is_down_is_one_line_and_exit_1(
+    main: Any, argv: list[str], tool: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"{tool}: cannot reach"), err
+    assert "ops/dev status" in last, err
