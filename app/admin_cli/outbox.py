@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import msgspec
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from app.admin_cli.args import bounded_int, unreachable
@@ -99,7 +100,7 @@ def _show_status(status: dict[str, Any], console: Console) -> None:
                 str(r["aggregate_id"]),
                 str(r["attempts"]),
                 r["next_attempt_at"].strftime("%H:%M:%S"),
-                (r["last_error"] or "")[:80],
+                escape((r["last_error"] or "")[:80]),
             )
         console.print(failing)
 
@@ -121,10 +122,12 @@ async def _tail(conn: asyncpg.Connection[asyncpg.Record], args: argparse.Namespa
                     if r["processed_at"]
                     else (f"FAILING x{r['attempts']}: {r['last_error']}" if r["attempts"] else "pending")
                 )
+                # Plain text: a relay name or an error message may hold "[...]", which is not markup.
                 console.print(
                     f"{r['created_at']:%H:%M:%S.%f} #{r['id']} {r['event_type']} product={r['aggregate_id']} "
                     f"v{r['payload'].get('version')} [{state}]",
                     highlight=False,
+                    markup=False,
                 )
         if not args.follow or (deadline is not None and time.monotonic() >= deadline):
             return

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -72,3 +73,31 @@ def test_a_stack_that_is_down_is_one_line_and_exit_1(
     last = err.strip().splitlines()[-1]
     assert last.startswith(f"{tool}: cannot reach"), err
     assert "ops/dev status" in last, err
+
+
+async def test_tail_prints_relay_names_and_errors_as_text_not_markup() -> None:
+    """``[done by app-1]`` and errors like ``[Errno 111]`` used to vanish: rich read them as markup."""
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+
+    created = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    rows = [
+        {"id": 1, "created_at": created, "event_type": "product.updated", "aggregate_id": 7,
+         "payload": {"version": 3}, "processed_at": created, "processed_by": "app-1", "attempts": 0,
+         "last_error": None},
+        {"id": 2, "created_at": created, "event_type": "product.updated", "aggregate_id": 8,
+         "payload": {"version": 4}, "processed_at": None, "processed_by": None, "attempts": 2,
+         "last_error": "redis: ConnectionError: [Errno 111] Connection refused"},
+    ]  # fmt: skip
+
+    class Conn:
+        async def fetch(self, _query: str, *_args: object) -> list[dict[str, object]]:
+            return rows
+
+    console = Console(record=True, width=200)
+    args = argparse.Namespace(limit=20, follow=False, for_seconds=None, json=False, interval=1.0)
+    await outbox._tail(Conn(), args, console)  # type: ignore[arg-type]
+    text = console.export_text()
+    assert "[done by app-1]" in text
+    assert "[FAILING x2: redis: ConnectionError: [Errno 111] Connection refused]" in text
