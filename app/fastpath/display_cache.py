@@ -21,7 +21,6 @@ from app.core.redis import REDIS_ERRORS, RedisClient
 
 T = TypeVar("T")
 CacheState = Literal["hit", "miss", "bypass"]
-_ERRORS = REDIS_ERRORS
 
 
 class CacheUnavailableError(Exception):
@@ -58,7 +57,7 @@ class DisplayCache:
         try:
             async with asyncio.timeout(self.timeout_s):
                 result = await operation
-        except _ERRORS as exc:
+        except REDIS_ERRORS as exc:
             self.breaker.failure()
             raise CacheUnavailableError from exc
         except BaseException:

@@ -8,33 +8,18 @@ masters; every search reads ``gen:search``, one GET on one master per search req
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from app.contracts.cache_keys import GEN_SEARCH, category_generation_key
 from app.core.breaker import CircuitBreaker
-from app.core.redis import create_redis
-from app.core.settings import RedisSettings
 from app.fastpath.display_cache import DisplayCache
 from app.fastpath.lists import ListReads
-from devtools.stack import Stack
 from tests.unit.fastpath.test_lists import ROW, ScriptedRouter, _replica
 
 pytestmark = pytest.mark.integration
 READS = 50
-
-
-@pytest.fixture
-async def cluster(redis_cluster: Stack) -> AsyncIterator[RedisCluster]:
-    client = create_redis(RedisSettings(url=redis_cluster.config.redis_url, cluster=True), timeout_ms=2000)
-    assert isinstance(client, RedisCluster)
-    await client.flushall(target_nodes=RedisCluster.PRIMARIES)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def _calls(cluster: RedisCluster) -> Counter[tuple[str, str]]:

@@ -9,7 +9,6 @@ forgetful shard are gone and a stale fill there stays until its TTL. With a mark
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -19,27 +18,14 @@ from redis.asyncio.cluster import RedisCluster
 from app.contracts.cache_keys import CACHE_MARK, fence_key, product_key, shard_key
 from app.contracts.cache_scripts import CacheScripts
 from app.core.db import init_connection
-from app.core.redis import create_redis, slot_of
+from app.core.redis import slot_of
 from app.invalidation.plan import InvalidationPlan, apply_plan, product_groups
 from app.invalidation.relay import OutboxRelay
-from devtools.stack import Stack
 from tests.fixtures.database import ScratchDatabase
 
 pytestmark = pytest.mark.integration
 PRODUCTS = range(1, 41)  # enough to land on every shard
 VERSION = 9
-
-
-@pytest.fixture
-async def cluster(redis_cluster: Stack, db: ScratchDatabase) -> AsyncIterator[RedisCluster]:
-    settings = db.settings(redis_url=redis_cluster.config.redis_url, redis_cluster=True)
-    client = create_redis(settings.redis, timeout_ms=2000)
-    assert isinstance(client, RedisCluster)
-    await client.flushall(target_nodes=RedisCluster.PRIMARIES)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 def _master_of(client: RedisCluster, key: str) -> Redis:
