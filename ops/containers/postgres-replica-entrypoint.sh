@@ -1,6 +1,7 @@
 #!/bin/sh
 # The streaming replica: on first start, clone the primary with pg_basebackup (-R writes the
-# standby settings), then run postgres as the official image's entrypoint would.
+# standby settings) from $PRIMARY_HOST:$PRIMARY_PORT (primary:5432), then run postgres as the
+# image's entrypoint would.
 set -eu
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
     echo "replica: cloning the primary"
@@ -8,7 +9,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     chown postgres:postgres "$PGDATA"
     chmod 700 "$PGDATA"
     until PGPASSWORD="$REPLICATION_PASSWORD" gosu postgres pg_basebackup \
-            -h primary -p 5432 -U replicator -D "$PGDATA" -R -X stream -c fast; do
+            -h "${PRIMARY_HOST:-primary}" -p "${PRIMARY_PORT:-5432}" -U replicator -D "$PGDATA" -R -X stream -c fast; do
         echo "replica: primary not ready, retrying"
         sleep 2
     done
