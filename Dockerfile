@@ -1,21 +1,28 @@
-# syntax=docker/dockerfile:1
-# The catalog service image. Validated statically here (hadolint, in the test suite); the
-# machines this project is developed on have no Docker engine.
+# The catalog service image. Built by `ops/compose up` (Docker or podman), linted by hadolint in
+# the test suite.
+#
+# PYTHON_IMAGE: the base; `ops/compose` passes a Debian-built stand-in where no registry is
+# reachable. Behind a TLS-intercepting proxy, give pip the proxy's CA as the build secret
+# `extra_ca` (`ops/compose build --ca-file FILE`, or `--secret id=extra_ca,src=FILE`): it is
+# mounted only while pip runs, so no layer of the image keeps it.
+ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
 # --- build: dependencies into a venv, from the pinned constraints, before any code (layer cache)
-FROM python:3.11.11-slim-bookworm AS build
+FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /build
 RUN python -m venv /opt/venv
 ENV PATH="/opt/venv/bin:$PATH"
 COPY pyproject.toml requirements.txt ./
 # Only the runtime dependencies named in pyproject.toml, at the versions requirements.txt pins.
+COPY ops/containers/pip-with-extra-ca.sh /usr/local/bin/
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > runtime.txt \
-    && pip install --no-cache-dir -c requirements.txt -r runtime.txt
+        > runtime.txt
+RUN --mount=type=secret,id=extra_ca \
+    pip-with-extra-ca.sh install --no-cache-dir -c requirements.txt -r runtime.txt
 
 # --- runtime: the venv and the code, no build tools, not root
-FROM python:3.11.11-slim-bookworm AS runtime
+FROM ${PYTHON_IMAGE} AS runtime
 ENV PATH="/opt/venv/bin:$PATH" \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -29,8 +36,10 @@ COPY --chown=10001:10001 app ./app
 COPY --chown=10001:10001 sql ./sql
 USER 10001:10001
 EXPOSE 8000
+# Shell form: podman 4.3's Docker API splits exec-form healthcheck arguments on spaces.
+# hadolint ignore=DL3025
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"
 # uvicorn (uvloop + httptools) as PID 1 in exec form: SIGTERM reaches it and it drains gracefully.
 STOPSIGNAL SIGTERM
 CMD ["python", "-m", "app", "serve", "--host", "0.0.0.0", "--port", "8000"]
@@ -39,7 +48,10 @@ CMD ["python", "-m", "app", "serve", "--host", "0.0.0.0", "--port", "8000"]
 FROM runtime AS load
 COPY requirements.txt /tmp/requirements.txt
 USER 0
-RUN pip install --no-cache-dir -c /tmp/requirements.txt locust && rm /tmp/requirements.txt
+COPY ops/containers/pip-with-extra-ca.sh /usr/local/bin/
+RUN --mount=type=secret,id=extra_ca \
+    pip-with-extra-ca.sh install --no-cache-dir -c /tmp/requirements.txt locust \
+    && rm /tmp/requirements.txt /usr/local/bin/pip-with-extra-ca.sh
 COPY --chown=10001:10001 tests/load ./tests/load
 USER 10001:10001
 ENTRYPOINT ["locust", "-f", "tests/load/locustfile.py", "--headless"]

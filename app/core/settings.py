@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import socket
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -146,7 +147,9 @@ GROUPS: dict[str, tuple[type[_Group], str]] = {
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     env: Literal["development", "test", "production"] = "development"
-    instance_name: str = "catalog"
+    # Unique per instance: each relay raises its own cache mark under this name (ADR 0013). The
+    # host name is: a container's is its id, so scaled compose replicas differ without config.
+    instance_name: str = msgspec.field(default_factory=socket.gethostname)
     admin_token: str = _DEV_ADMIN_TOKEN
     # More accepted admin tokens, for rotation without downtime (README, "Admin tokens"): each a
     # token, or "sha256:<64 hex>" of one so the secret itself need not sit in the environment.

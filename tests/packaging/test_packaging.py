@@ -1,4 +1,4 @@
-"""The container path, validated statically: no Docker engine runs on these machines."""
+"""The container files, checked statically (the container tier, tests/containers, runs them)."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def test_compose_wires_health_and_order() -> None:
         for dependency, rule in service.get("depends_on", {}).items():
             expected = "service_completed_successfully" if dependency == "migrate" else "service_healthy"
             assert rule["condition"] == expected, (name, dependency)
-    assert "pg_basebackup" in (ROOT / "ops" / "compose" / "replica-entrypoint.sh").read_text()
+    assert "pg_basebackup" in (ROOT / "ops" / "containers" / "postgres-replica-entrypoint.sh").read_text()
     assert services["load"]["profiles"] == ["load"]
     nginx_volumes = " ".join(services["nginx"]["volumes"])
     assert "ops/nginx/catalog.conf.template" in nginx_volumes, "compose uses the same nginx template as ops/dev"
@@ -154,7 +154,10 @@ def test_image_holds_no_dev_code() -> None:
     (The ``load`` target adds locust and ``tests/load`` on top, for the compose load profile.)
     """
     stages = _dockerfile_stages()
-    assert _copies(stages["build"]) == [({}, ["pyproject.toml", "requirements.txt"])]
+    assert _copies(stages["build"]) == [
+        ({}, ["pyproject.toml", "requirements.txt"]),
+        ({}, ["ops/containers/pip-with-extra-ca.sh"]),
+    ]
     runtime_sources: list[str] = []
     for flags, sources in _copies(stages["runtime"]):
         if "from" in flags:
@@ -170,3 +173,21 @@ def test_the_package_holds_no_dev_code() -> None:
     """What ``COPY app`` ships: no launcher, no benchmarks (the import rule is in tests/unit/test_architecture.py)."""
     shipped = {p.relative_to(ROOT / "app").parts[0] for p in (ROOT / "app").rglob("*.py")}
     assert not shipped & {"devstack", "bench", "devtools"}
+
+
+def test_an_extra_ca_reaches_pip_only_as_a_build_secret() -> None:
+    """A TLS-intercepting proxy's CA is mounted while pip runs and never copied into a layer."""
+    stages = _dockerfile_stages()
+    for name in ("build", "load"):
+        pip_runs = [
+            args
+            for instruction, args in stages[name]
+            if instruction == "RUN" and "pip-with-extra-ca.sh install" in args
+        ]
+        assert pip_runs, f"{name}: pip runs through the wrapper"
+        assert all(args.startswith("--mount=type=secret,id=extra_ca ") for args in pip_runs), name
+    for stage in stages.values():
+        for _, sources in _copies(stage):
+            assert not any(Path(s).stem == "ca" or s.endswith((".crt", ".pem")) for s in sources)
+    wrapper = (ROOT / "ops" / "containers" / "pip-with-extra-ca.sh").read_text()
+    assert "trap 'rm -f \"$bundle\"' EXIT" in wrapper, "the combined bundle is removed when pip ends"

@@ -32,9 +32,11 @@ class Nginx:
     def render_site(self) -> str:
         """The shared template with this stack's values filled in."""
         c = self.config
-        servers = "\n".join(f"    server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;" for p in c.app_ports)
+        servers = "".join(f"    server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;\n" for p in c.app_ports)
         values = {
-            "CATALOG_UPSTREAM_SERVERS": servers,
+            "CATALOG_UPSTREAM": f"upstream catalog_app {{\n{servers}    keepalive 64;\n}}",
+            "CATALOG_RESOLVER": "# fixed ports: nothing to resolve",
+            "CATALOG_BACKEND": "catalog_app",
             "CATALOG_NGINX_LISTEN": f"127.0.0.1:{c.nginx_port}",
             "CATALOG_MAX_BODY": f"{c.max_body_bytes // 1024}k",
             "CATALOG_WRITE_RATE": "50r/s",
