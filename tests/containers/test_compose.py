@@ -30,7 +30,7 @@ COMPOSE = str(ROOT / "ops" / "compose")
 pytestmark = [
     pytest.mark.skipif(
         os.environ.get("CATALOG_TEST_BACKEND") != "containers",
-        reason="the container tier runs with CATALOG_TEST_BACKEND=containers (ops/test runs it after the default tiers)",
+        reason="the container tier runs with CATALOG_TEST_BACKEND=containers (ops/test runs it after the others)",
     ),
     # The first `up` on a machine without registry access builds the base images (~3 min).
     pytest.mark.timeout(1500),
