@@ -87,7 +87,7 @@ def _docker_engine() -> Engine | None:
         return None
     env = dict(os.environ)
     version = _run(["docker", "version", "--format", "{{json .Server}}"], env, check=False, timeout=15)
-    if version.returncode != 0 or "null" == version.stdout.strip():
+    if version.returncode != 0 or version.stdout.strip() == "null":
         return None
     compose = _compose_for(env)
     if compose is None:
