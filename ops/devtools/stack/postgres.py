@@ -15,6 +15,33 @@ _HBA = "local all all trust\nhost all all 127.0.0.1/32 trust\nhost replication a
 _INCLUDE = "include_if_exists = 'catalog.conf'\n"
 
 
+# Every node's settings, on local binaries and in containers (tests/fixtures/containers.py).
+SERVER_SETTINGS: dict[str, str] = {
+    "wal_level": "replica",
+    "max_wal_senders": "10",
+    "wal_keep_size": "1GB",
+    "hot_standby": "on",
+    "hot_standby_feedback": "on",
+    "max_connections": "300",
+    "shared_buffers": "256MB",
+    "fsync": "off",
+    # fsync is off (disposable data), so a synchronous commit costs little, and WAL reaches
+    # the replica at commit rather than at the next WAL-writer round (up to 200 ms later).
+    "synchronous_commit": "on",
+    "full_page_writes": "off",
+    "shared_preload_libraries": "pg_stat_statements",
+    "pg_stat_statements.track": "all",
+    "wal_receiver_status_interval": "1s",
+    "max_standby_streaming_delay": "30s",
+    "log_min_messages": "warning",
+}
+
+
+def settings_conf() -> str:
+    """:data:`SERVER_SETTINGS` as postgresql.conf lines."""
+    return "".join(f"{name} = '{value}'\n" for name, value in SERVER_SETTINGS.items())
+
+
 @dataclass
 class Postgres:
     config: StackConfig
@@ -28,24 +55,7 @@ class Postgres:
                 "listen_addresses = '127.0.0.1'",
                 f"port = {port}",
                 f"unix_socket_directories = '{self.layout.base_dir / 'sock'}'",
-                "wal_level = replica",
-                "max_wal_senders = 10",
-                "wal_keep_size = '1GB'",
-                "hot_standby = on",
-                "hot_standby_feedback = on",
-                "max_connections = 300",
-                "shared_buffers = '256MB'",
-                "fsync = off",
-                # fsync is off (disposable data), so a synchronous commit costs little, and WAL reaches
-                # the replica at commit rather than at the next WAL-writer round (up to 200 ms later).
-                "synchronous_commit = on",
-                "full_page_writes = off",
-                "shared_preload_libraries = 'pg_stat_statements'",
-                "pg_stat_statements.track = all",
-                "wal_receiver_status_interval = '1s'",
-                "max_standby_streaming_delay = '30s'",
-                "log_min_messages = warning",
-                "",
+                settings_conf(),
             ]
         )
 

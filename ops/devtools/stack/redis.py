@@ -16,6 +16,22 @@ CLUSTER_MASTERS = 3
 CLUSTER_NODE_TIMEOUT_MS = 1500
 
 
+def server_settings(*, cluster: bool) -> list[str]:
+    """Every node's settings, on local binaries and in containers (tests/fixtures/containers.py)."""
+    return [
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--maxmemory",
+        "128mb" if cluster else "512mb",
+        # Never evict: an evicted fence would let a stale fill back in. When full, fills
+        # fail (reads go around the cache) and invalidations wait in the outbox.
+        "--maxmemory-policy",
+        "noeviction",
+    ]
+
+
 @dataclass
 class Redis:
     config: StackConfig
@@ -56,10 +72,6 @@ class Redis:
                 str(port),
                 "--bind",
                 "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
                 "--daemonize",
                 "yes",
                 "--pidfile",
@@ -68,12 +80,7 @@ class Redis:
                 str(self.layout.logs_dir / f"{node}.log"),
                 "--dir",
                 str(data),
-                "--maxmemory",
-                "128mb" if self.config.redis_cluster else "512mb",
-                # Never evict: an evicted fence would let a stale fill back in. When full, fills
-                # fail (reads go around the cache) and invalidations wait in the outbox.
-                "--maxmemory-policy",
-                "noeviction",
+                *server_settings(cluster=self.config.redis_cluster),
                 *cluster,
             ]
         )
