@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from devtools.containers.engine import Engine, EngineError, find_engine
-from devtools.containers.images import BASE_IMAGES, build_base_image
+from devtools.containers.images import BASE_IMAGES, build_base_image, built_from_current_recipe
 from devtools.containers.project import RUN_DIR, Project, describe, dumps
 from devtools.containers.smoke import require, run_smoke
 
@@ -194,8 +194,8 @@ def cmd_logs(project: Project, args: argparse.Namespace, as_json: bool) -> int:
 def cmd_images(project: Project, args: argparse.Namespace, as_json: bool) -> int:
     engine: Engine = project.engine
     for image in BASE_IMAGES:
-        if engine.has_image(image.name) and not args.rebuild:
-            say(f"{image.name}: present")
+        if built_from_current_recipe(engine, image) and not args.rebuild:
+            say(f"{image.name}: present, built from the current recipe")
             continue
         say(f"{image.name}: built in {build_base_image(engine, image, say):.0f} s")
     return 0

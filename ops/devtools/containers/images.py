@@ -11,6 +11,8 @@ official images' (PostgreSQL 15, Redis 7.0, nginx 1.22, Prometheus 2.42, Python 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import tempfile
 import time
@@ -27,6 +29,7 @@ SOURCES = (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/source
 # Documentation, manual pages and translations are not needed inside a container.
 DPKG_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*", "/usr/share/info/*")
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+RECIPE_LABEL = "io.catalog.base.recipe"
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,14 @@ class BaseImage:
     @property
     def variable(self) -> str:
         return f"CATALOG_{self.key.upper()}_IMAGE"
+
+    @property
+    def recipe(self) -> str:
+        """A digest of what goes into the image: a stand-in built from another recipe is rebuilt."""
+        digest = hashlib.sha256(repr((self.packages, self.changes, self.hooks, self.essential_hooks)).encode())
+        for path in sorted(BASE_DIR.glob(f"{self.key}-*")):
+            digest.update(path.read_bytes())
+        return digest.hexdigest()[:16]
 
 
 BASE_IMAGES: tuple[BaseImage, ...] = (
@@ -146,9 +157,12 @@ def build_base_image(engine: Engine, image: BaseImage, say: Callable[[str], None
         labels = [
             f"LABEL org.opencontainers.image.title={image.key}",
             f"LABEL org.opencontainers.image.description=built-from-debian-bookworm-packages-for-{image.official}",
+            f"LABEL {RECIPE_LABEL}={image.recipe}",
         ]
         changes = [arg for change in (*image.changes, *labels) for arg in ("--change", change)]
         run([engine.cli, "import", *changes, str(tarball), image.name], f"import of {image.key}")
+    # The stand-in this one replaced, now untagged.
+    engine.run("image", "prune", "--force", "--filter", f"label={RECIPE_LABEL}", check=False)
     return time.monotonic() - started
 
 
@@ -180,7 +194,7 @@ def resolve_base_images(
             chosen[image.variable] = environ[image.variable]
         elif engine.has_image(image.official):
             chosen[image.variable] = image.official
-        elif engine.has_image(image.name):
+        elif built_from_current_recipe(engine, image):
             chosen[image.variable] = image.name
         elif engine.run("pull", "--quiet", image.official, check=False, timeout=600).returncode == 0:
             chosen[image.variable] = image.official
@@ -190,3 +204,16 @@ def resolve_base_images(
             say(f"{image.name} built in {seconds:.0f} s")
             chosen[image.variable] = image.name
     return chosen
+
+
+def built_from_current_recipe(engine: Engine, image: BaseImage) -> bool:
+    """The stand-in exists and was built from the recipe (packages, hooks, files) as it is now."""
+    found = engine.run("image", "inspect", image.name, check=False)
+    if found.returncode != 0:
+        return False
+    try:
+        info = json.loads(found.stdout)[0]
+    except (json.JSONDecodeError, IndexError, KeyError):
+        return False
+    labels = info.get("Labels") or (info.get("Config") or {}).get("Labels") or {}
+    return bool(labels.get(RECIPE_LABEL) == image.recipe)
