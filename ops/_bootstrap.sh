@@ -37,3 +37,15 @@ ensure_venv() {
         touch "$stamp"
     fi
 }
+
+# The stack's settings (.run/stack.env, or $1) under whatever the caller exported: a flag beats an
+# exported variable, which beats the file, which beats the tool's defaults.
+load_stack_env() {
+    local file="${1:-$ROOT/.run/stack.env}" line key
+    [ -f "$file" ] || return 0
+    while IFS= read -r line || [ -n "$line" ]; do
+        case "$line" in ''|'#'*) continue ;; esac
+        key="${line%%=*}"
+        if [ -z "${!key+x}" ]; then export "$line"; fi
+    done < "$file"
+}

@@ -1,4 +1,13 @@
-"""``ops/outbox``: inspect and nudge the outbox. ``status | tail | retry | purge``, each with ``--json``."""
+"""ops/outbox: inspect and nudge the outbox on the primary.
+
+  ops/outbox status | tail [-f] | retry [--dry-run] | purge --older-than 24h [--dry-run]
+
+Flags may come before or after the command; --json everywhere. The primary's DSN: --dsn, else
+$CATALOG_PRIMARY_DSN (ops/outbox fills it from .run/stack.env when it is not exported).
+retry and purge change data: they show what they would do with --dry-run, and stop after
+--limit events (retry) or --max-seconds (purge).
+Exit status: 0 ok; 1 the primary is unreachable, or a purge stopped at its time bound; 2 usage.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +15,7 @@ import argparse
 import asyncio
 import os
 import re
+import sys
 import time
 from datetime import datetime
 from typing import Any
@@ -13,13 +23,12 @@ from typing import Any
 import asyncpg
 import msgspec
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from app.admin_cli.args import bounded_int, unreachable
+from app.admin_cli.args import bounded_float, bounded_int, unreachable
 from app.core.db import init_connection
 from app.core.sql import queries
-from app.invalidation.retention import purge_processed
+from app.invalidation.retention import purge_processed_within
 
 Q = queries("outbox")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
@@ -64,6 +73,7 @@ async def outbox_status(conn: asyncpg.Connection[asyncpg.Record], failing_limit:
         "processed_last_hour": sum(r["processed_last_hour"] for r in by_type),
         "by_event_type": by_type,
         "failing_events": failing,
+        "failing_events_listed": len(failing),  # the oldest; "failing" says how many there are
     }
 
 
@@ -89,20 +99,26 @@ def _show_status(status: dict[str, Any], console: Console) -> None:
                 f"{r['oldest_pending_age_seconds']:.1f} s",
             )
         console.print(types)
-    if status["failing_events"]:
-        failing = Table("id", "type", "product", "attempts", "next attempt", "last error", title="failing events")
-        failing.columns[-1].no_wrap = True
-        failing.columns[-1].overflow = "ellipsis"
-        for r in status["failing_events"]:
-            failing.add_row(
-                str(r["id"]),
-                r["event_type"],
-                str(r["aggregate_id"]),
-                str(r["attempts"]),
-                r["next_attempt_at"].strftime("%H:%M:%S"),
-                escape((r["last_error"] or "")[:80]),
+    shown = status["failing_events"]
+    if shown:
+        # One event per entry, its error on a line of its own: readable at 80 columns and in a pipe.
+        more = status["failing"] - len(shown)
+        title = f"failing events: the oldest {len(shown)} of {status['failing']}" if more > 0 else "failing events"
+        console.print(title, highlight=False, markup=False)
+        width = max(40, console.width - 4)
+        for r in shown:
+            console.print(
+                f"  #{r['id']} {r['event_type']} product={r['aggregate_id']} attempts={r['attempts']} "
+                f"next {r['next_attempt_at']:%H:%M:%S}",
+                highlight=False,
+                markup=False,
             )
-        console.print(failing)
+            error = " ".join((r["last_error"] or "").split())
+            error = error[: width - 1] + "…" if len(error) > width else error
+            console.print(f"    {error}", highlight=False, markup=False)
+        if more > 0:
+            hint = f"  … {more} more: `ops/outbox status --failing {status['failing']}` shows them"
+            console.print(hint, highlight=False, markup=False)
 
 
 async def _tail(conn: asyncpg.Connection[asyncpg.Record], args: argparse.Namespace, console: Console) -> None:
@@ -139,7 +155,7 @@ async def run(args: argparse.Namespace) -> int:
     conn = await _connect(args.dsn)
     try:
         if args.command == "status":
-            status = await outbox_status(conn)
+            status = await outbox_status(conn, args.failing)
             if args.json:
                 _print_json(status)
             else:
@@ -147,50 +163,131 @@ async def run(args: argparse.Namespace) -> int:
         elif args.command == "tail":
             await _tail(conn, args, console)
         elif args.command == "retry":
-            count = int((await conn.execute(Q["retry_failing"])).split()[-1])
-            if args.json:
-                _print_json({"retried": count})
-            else:
-                console.print(f"{count} failing events are due now")
+            return await _retry(conn, args, console)
         elif args.command == "purge":
-            deleted = await purge_processed(conn, args.older_than, args.batch_size)
-            _print_json({"deleted": deleted}) if args.json else console.print(
-                f"deleted {deleted} processed events older than {args.older_than:.0f} s"
-            )
+            return await _purge(conn, args, console)
     finally:
         await conn.close()
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ops/outbox", description=__doc__)
-    parser.add_argument(
-        "--dsn",
-        default=os.environ.get("CATALOG_PRIMARY_DSN"),
-        help="primary DSN (default: $CATALOG_PRIMARY_DSN, from .run/stack.env)",
+async def _retry(conn: asyncpg.Connection[asyncpg.Record], args: argparse.Namespace, console: Console) -> int:
+    failing = int(await conn.fetchval(Q["failing_count"]))
+    if args.dry_run:
+        would = min(failing, args.limit)
+        _print_json({"failing": failing, "would_retry": would, "dry_run": True}) if args.json else console.print(
+            f"dry run: {failing} failing events; retry would make the oldest {would} due now", highlight=False
+        )
+        return 0
+    retried = int((await conn.execute(Q["retry_failing"], args.limit)).split()[-1])
+    left = max(0, failing - retried)
+    if args.json:
+        _print_json({"retried": retried, "failing_not_retried": left})
+    else:
+        more = f"; {left} more failing (run again, or --limit)" if left else ""
+        console.print(f"{retried} failing events are due now{more}", highlight=False)
+    return 0
+
+
+async def _purge(conn: asyncpg.Connection[asyncpg.Record], args: argparse.Namespace, console: Console) -> int:
+    older = f"older than {args.older_than:.0f} s"
+    preview = await conn.fetchrow(Q["purge_preview"], float(args.older_than))
+    assert preview is not None
+    if args.dry_run:
+        found = {"batches": int(preview["batches"]), "events": int(preview["events"]), "dry_run": True}
+        _print_json(found) if args.json else console.print(
+            f"dry run: would delete {found['events']} processed events ({found['batches']} batches) {older}",
+            highlight=False,
+        )
+        return 0
+    started = time.monotonic()
+    last_report = started
+    total_events = int(preview["events"])
+
+    step = max(1, total_events // 10)
+    next_report = step
+
+    def progress(events: int, statements: int) -> None:
+        # On stderr, every 10% of what there was to delete or every second, whichever comes first.
+        nonlocal last_report, next_report
+        now = time.monotonic()
+        if args.json or (events < next_report and now - last_report < 1.0):
+            return
+        last_report, next_report = now, (events // step + 1) * step
+        line = f"  purged {events} of {total_events} events ({statements} statements, {now - started:.1f} s)"
+        print(line, file=sys.stderr, flush=True)
+
+    purged = await purge_processed_within(
+        conn, args.older_than, args.batch_size, max_seconds=args.max_seconds, on_statement=progress
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    status = sub.add_parser("status", help="pending, oldest pending age, failing events, throughput")
-    status.add_argument("--json", action="store_true")
-    tail = sub.add_parser("tail", help="recent events; --follow for new ones")
-    tail.add_argument("--limit", type=bounded_int(1, 10_000), default=20)
-    tail.add_argument("-f", "--follow", action="store_true")
-    tail.add_argument("--interval", type=float, default=1.0)
-    tail.add_argument("--for", dest="for_seconds", type=float, help="stop following after this many seconds")
-    tail.add_argument("--json", action="store_true")
-    retry = sub.add_parser("retry", help="make every failing event due now")
-    retry.add_argument("--json", action="store_true")
-    purge = sub.add_parser("purge", help="delete processed events older than a duration")
+    seconds = round(time.monotonic() - started, 2)
+    if args.json:
+        _print_json(
+            {"deleted": purged.events, "statements": purged.statements, "complete": purged.complete, "seconds": seconds}
+        )
+    elif purged.complete:
+        console.print(f"deleted {purged.events} processed events {older} in {seconds:.1f} s", highlight=False)
+    else:
+        console.print(
+            f"stopped after --max-seconds {args.max_seconds:.0f}: deleted {purged.events} processed events {older}; "
+            "more are left, run it again",
+            highlight=False,
+        )
+    return 0 if purged.complete else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--dsn", default=argparse.SUPPRESS, help="primary DSN (default: $CATALOG_PRIMARY_DSN, else .run/stack.env's)"
+    )
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    top = argparse.ArgumentParser(
+        prog="ops/outbox", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common]
+    )
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    status = sub.add_parser("status", parents=[common], help="pending, oldest pending age, failing events, throughput")
+    status.add_argument(
+        "--failing", type=bounded_int(1, 10_000), default=20, help="list up to this many failing events (default 20)"
+    )
+    tail = sub.add_parser("tail", parents=[common], help="recent events; --follow for new ones")
+    tail.add_argument("--limit", type=bounded_int(1, 10_000), default=20, help="events to show first (1-10,000)")
+    tail.add_argument("-f", "--follow", action="store_true", help="then print new events as they come")
+    tail.add_argument("--interval", type=bounded_float(0.1, 60), default=1.0, help="seconds between polls (0.1-60)")
+    tail.add_argument(
+        "--for", dest="for_seconds", type=bounded_float(0.1, 86_400), help="stop following after this many seconds"
+    )
+    retry = sub.add_parser("retry", parents=[common], help="make failing events due now (the oldest --limit)")
+    retry.add_argument(
+        "--limit", type=bounded_int(1, 1_000_000), default=10_000, help="at most this many (default 10,000)"
+    )
+    retry.add_argument("--dry-run", action="store_true", help="say how many it would retry; change nothing")
+    purge = sub.add_parser("purge", parents=[common], help="delete processed events older than a duration")
     purge.add_argument("--older-than", type=parse_duration, required=True, help="e.g. 24h, 30m, 7d")
-    purge.add_argument("--batch-size", type=bounded_int(1, 100_000), default=10_000, help="events per statement")
-    purge.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
+    purge.add_argument(
+        "--batch-size", type=bounded_int(1, 100_000), default=10_000, help="events per statement (1-100,000)"
+    )
+    purge.add_argument(
+        "--max-seconds", type=bounded_float(1, 86_400), default=600, help="stop after this long (default 600)"
+    )
+    purge.add_argument("--dry-run", action="store_true", help="say how many it would delete; change nothing")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    top = parser()
+    args = top.parse_args(argv)
+    args.json = getattr(args, "json", False)
+    args.dsn = getattr(args, "dsn", None) or os.environ.get("CATALOG_PRIMARY_DSN")
     if not args.dsn:
-        parser.error("no DSN: pass --dsn or run `ops/dev up` (which writes .run/stack.env)")
+        top.error("no DSN: pass --dsn, export CATALOG_PRIMARY_DSN, or run `ops/dev up` (it writes .run/stack.env)")
     try:
         return asyncio.run(run(args))
     except (OSError, asyncpg.PostgresError) as exc:
         return unreachable("ops/outbox", "the primary", exc)
+    except KeyboardInterrupt:
+        print("ops/outbox: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

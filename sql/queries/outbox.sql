@@ -118,9 +118,19 @@ FROM (
 ORDER BY id;
 
 -- retry_failing --
--- ops/outbox retry: make every failing event due now.
+-- ops/outbox retry: make the oldest $1 failing events due now.
 UPDATE outbox SET next_attempt_at = clock_timestamp()
-WHERE attempts > 0;
+WHERE id IN (SELECT id FROM outbox WHERE attempts > 0 ORDER BY id LIMIT $1);
+
+-- failing_count --
+-- ops/outbox retry --dry-run: how many events have failed at least once.
+SELECT count(*) AS failing FROM outbox WHERE attempts > 0;
+
+-- purge_preview --
+-- ops/outbox purge --dry-run: the processed batches and events older than $1 seconds.
+SELECT count(*) AS batches, coalesce(sum(events), 0)::bigint AS events
+FROM outbox_processed
+WHERE processed_at < clock_timestamp() - make_interval(secs => $1);
 
 -- wal_insert_lsn --
 -- Read by the relay after claiming: the list generations it bumps remember this position.

@@ -1,5 +1,14 @@
-"""``ops/dev``: the local stack. ``up [--replicas N] [--instances M] [--redis-cluster] | down | status |
-stop SERVICE | start SERVICE | failover [--to REPLICA] | destroy``."""
+"""ops/dev: the local stack (Postgres primary + streaming replicas, Redis, app instances, nginx),
+from this machine's own binaries, under the run directory (.run/ by default).
+
+  ops/dev up [--replicas N] [--instances M] [--redis-cluster]
+  ops/dev status | down | destroy | failover [--to REPLICA] | stop SERVICE | start SERVICE
+
+Ports: CATALOG_DEV_{PRIMARY,REPLICA,REDIS,NGINX,APP_1,APP_2}_PORT (replica i: CATALOG_DEV_REPLICA_<i>_PORT).
+A variable that is set wins over the stack's saved ports: a stopped stack moves to them, a running
+one is refused. Flags may come before or after the command.
+Exit status: 0 ok; 1 something is down or failed (status: not every service runs); 2 usage.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +21,7 @@ from pathlib import Path
 import msgspec
 
 from devtools.stack import PROJECT_DIR, Stack, StackError
+from devtools.stack.ports import UsageError, env_port
 
 _PORT_ENV = {
     "primary_port": "CATALOG_DEV_PRIMARY_PORT",
@@ -23,21 +33,30 @@ _PORT_ENV = {
 # primary connections (two pools of 10, the monitor, the relay) of its max_connections (300).
 MAX_REPLICAS = 8
 MAX_INSTANCES = 8
+SERVICES_HELP = "primary, replica-1..N (replica = replica-1), redis (redis-1..6 on a cluster), app-1..M, nginx"
 
 
 def _overrides() -> dict[str, object]:
+    """Settings of a new stack from the environment (a saved stack's ports: ports.py)."""
     values: dict[str, object] = {}
-    for key, env in _PORT_ENV.items():
-        if env in os.environ:
-            values[key] = int(os.environ[env])
-    if "CATALOG_DEV_PRODUCTS" in os.environ:
-        values["products"] = int(os.environ["CATALOG_DEV_PRODUCTS"])
+    for key, variable in _PORT_ENV.items():
+        port = env_port(os.environ, variable)
+        if port is not None:
+            values[key] = port
+    raw = os.environ.get("CATALOG_DEV_PRODUCTS")
+    if raw:
+        if not raw.isdigit() or not 1 <= int(raw) <= 10_000_000:
+            raise UsageError(f"CATALOG_DEV_PRODUCTS={raw!r}: use a whole number from 1 to 10,000,000")
+        values["products"] = int(raw)
     return values
 
 
 def _count(low: int, high: int) -> Callable[[str], int]:
     def parse(raw: str) -> int:
-        value = int(raw)
+        try:
+            value = int(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number") from None
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"{raw}: choose {low} to {high}")
         return value
@@ -45,19 +64,31 @@ def _count(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
-def _print_status(stack: Stack, as_json: bool) -> None:
-    rows = stack.status()
-    if as_json:
-        print(msgspec.json.encode(rows).decode())
-        return
-    from rich.console import Console
-    from rich.table import Table
+def _state(row: dict[str, object]) -> str:
+    if row["running"]:
+        return "running"
+    return "port taken" if row["listening"] else "stopped"
 
-    table = Table("service", "state", "pid", "port")
+
+def _print_status(stack: Stack, as_json: bool) -> int:
+    """One row per service; exit status 1 unless every service runs."""
+    rows = stack.status()
     for row in rows:
-        state = "[green]running[/]" if row["running"] else "[red]stopped[/]"
-        table.add_row(str(row["service"]), state, str(row["pid"] or "-"), str(row["port"]))
-    Console().print(table)
+        row["state"] = _state(row)
+    everything = all(row["running"] for row in rows)
+    if as_json:
+        print(msgspec.json.encode({"running": everything, "services": rows}).decode())
+        return 0 if everything else 1
+    print(f"{'SERVICE':<12} {'STATE':<11} {'PID':>8}  PORT")
+    for row in rows:
+        print(f"{row['service']!s:<12} {row['state']!s:<11} {row['pid'] or '-'!s:>8}  {row['port']}")
+    taken = [str(row["service"]) for row in rows if row["state"] == "port taken"]
+    if taken:
+        print(f"port taken: another program listens on the port of {', '.join(taken)} (`ss -ltnp` names it)")
+    if not everything:
+        down = "nothing runs" if not any(row["running"] for row in rows) else "not everything runs"
+        print(f"{down}: `ops/dev up` starts what is stopped")
+    return 0 if everything else 1
 
 
 def _failover(stack: Stack, target: str | None, as_json: bool) -> None:
@@ -79,22 +110,31 @@ def _failover(stack: Stack, target: str | None, as_json: bool) -> None:
     print("  commits the old primary had not shipped are lost, with their outbox events (docs/faults.md)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ops/dev", description=__doc__)
-    parser.add_argument("--run-dir", type=Path, default=PROJECT_DIR / ".run")
-    sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="bring the whole stack up (idempotent)")
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--run-dir",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="where the stack's config, env file and links to its data and logs live (default: .run/)",
+    )
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    top = argparse.ArgumentParser(
+        prog="ops/dev", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common]
+    )
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    up = sub.add_parser("up", parents=[common], help="bring the whole stack up (idempotent), print where it is")
     up.add_argument(
         "--replicas",
         type=_count(1, MAX_REPLICAS),
         metavar="N",
-        help="streaming replicas replica-1..N (default 1; an existing stack keeps its number)",
+        help=f"streaming replicas replica-1..N, 1-{MAX_REPLICAS} (default 1; an existing stack keeps its number)",
     )
     up.add_argument(
         "--instances",
         type=_count(1, MAX_INSTANCES),
         metavar="M",
-        help="app instances app-1..M behind nginx (default 2; an existing stack keeps its number)",
+        help=f"app instances app-1..M behind nginx, 1-{MAX_INSTANCES} (default 2; an existing stack keeps its number)",
     )
     up.add_argument(
         "--redis-cluster",
@@ -103,21 +143,24 @@ def main(argv: list[str] | None = None) -> int:
         help="a Redis Cluster redis-1..6 (3 masters, a replica each) on CATALOG_DEV_REDIS_PORT and the "
         "5 ports after it, instead of one Redis",
     )
-    sub.add_parser("down", help="stop everything the stack started (data is kept)")
-    sub.add_parser("destroy", help="stop everything and delete the stack's data")
-    status = sub.add_parser("status", help="which services run")
-    status.add_argument("--json", action="store_true")
-    fo = sub.add_parser("failover", help="stop the primary as a crash would and promote a replica")
+    sub.add_parser("down", parents=[common], help="stop everything the stack started (data is kept)")
+    sub.add_parser("destroy", parents=[common], help="stop everything, delete the stack's data and its config")
+    sub.add_parser("status", parents=[common], help="which services run; exit 1 unless all do")
+    fo = sub.add_parser("failover", parents=[common], help="stop the primary as a crash would and promote a replica")
     fo.add_argument("--to", metavar="REPLICA", help="the replica to promote (default: the one holding the most WAL)")
-    fo.add_argument("--json", action="store_true")
     for name in ("stop", "start"):
-        p = sub.add_parser(name, help=f"{name} one service (fault drills)")
-        p.add_argument("service")
-    args = parser.parse_args(argv)
+        p = sub.add_parser(name, parents=[common], help=f"{name} one service (fault drills)")
+        p.add_argument("service", metavar="SERVICE", help=f"one of: {SERVICES_HELP}")
+    return top
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    run_dir: Path = getattr(args, "run_dir", PROJECT_DIR / ".run")
+    as_json: bool = getattr(args, "json", False)
     try:
         stack = Stack.load_or_create(
-            args.run_dir,
+            run_dir,
             replicas=getattr(args, "replicas", None),
             instances=getattr(args, "instances", None),
             redis_cluster=getattr(args, "redis_cluster", None),
@@ -125,37 +168,53 @@ def main(argv: list[str] | None = None) -> int:
             **_overrides(),
         )
         if args.command == "up":
+            for move in stack.moved:
+                print(f"ports from the environment: {move}")
             stack.up()
-            env_file = args.run_dir / "stack.env"
-            print()
-            c = stack.config
-            print(f"catalog is up: {c.url}  (instances: {', '.join(c.app_urls)})")
-            print(f"  replicas:   {', '.join(f'{r} :{c.port_of(r)}' for r in c.replicas)}")
-            if c.redis_cluster:
-                print(f"  redis:      cluster {', '.join(f'{r} :{c.port_of(r)}' for r in c.redis_nodes)}")
-            print(f"  stack env:  {env_file}   (source it: set -a; . {env_file}; set +a)")
-            print(f"  logs:       {args.run_dir / 'logs'}/")
-            print(f"  try:        curl {stack.config.url}/products/1")
+            _print_up(stack, run_dir, as_json)
         elif args.command == "down":
             stack.down()
             print("stack stopped")
         elif args.command == "destroy":
             stack.destroy()
-            print("stack stopped and its data deleted")
+            print("stack stopped; its data and config deleted")
         elif args.command == "status":
-            _print_status(stack, args.json)
+            return _print_status(stack, as_json)
         elif args.command == "failover":
-            _failover(stack, args.to, args.json)
+            _failover(stack, args.to, as_json)
         elif args.command == "stop":
             stack.stop(args.service)
             print(f"{args.service}: stopped")
         elif args.command == "start":
             stack.start(args.service)
             print(f"{args.service}: running")
+    except UsageError as exc:
+        print(f"ops/dev: {exc}", file=sys.stderr)
+        return 2
     except StackError as exc:
         print(f"ops/dev: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("ops/dev: interrupted", file=sys.stderr)
+        return 130
     return 0
+
+
+def _print_up(stack: Stack, run_dir: Path, as_json: bool) -> None:
+    c = stack.config
+    env_file = run_dir / "stack.env"
+    if as_json:
+        services = {s: c.port_of(s) for s in c.services}
+        print(msgspec.json.encode({"url": c.url, "stack_env": str(env_file), "ports": services}).decode())
+        return
+    print()
+    print(f"catalog is up: {c.url}  (instances: {', '.join(c.app_urls)})")
+    print(f"  replicas:   {', '.join(f'{r} :{c.port_of(r)}' for r in c.replicas)}")
+    if c.redis_cluster:
+        print(f"  redis:      cluster {', '.join(f'{r} :{c.port_of(r)}' for r in c.redis_nodes)}")
+    print(f"  stack env:  {env_file}   (source it: set -a; . {env_file}; set +a)")
+    print(f"  logs:       {run_dir / 'logs'}/")
+    print(f"  try:        curl {c.url}/products/1")
 
 
 if __name__ == "__main__":

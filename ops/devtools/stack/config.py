@@ -217,6 +217,11 @@ def ensure_port_free(config: StackConfig, service: str) -> None:
     """Refuse to start ``service`` on a port another program holds, naming the variable that moves it."""
     port = config.port_of(service)
     if port_open(port):
-        raise StackError(
-            f"port {port} (for {service}) is in use by another program; set {port_variable(service)} or stop it"
-        )
+        variable = port_variable(service)
+        if os.environ.get(variable):
+            where = f"{variable}={os.environ[variable]}"
+            fix = f"stop that program, or set {variable} to a free port"
+        else:
+            where = f"{variable} not set"
+            fix = f"stop that program, or set {variable} to a free port (a stopped stack moves to it)"
+        raise StackError(f"port {port} (for {service}, {where}) is in use by another program: {fix}")

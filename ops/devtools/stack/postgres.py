@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +125,19 @@ class Postgres:
         ]
         self.host.run(self.host.as_postgres(basebackup))
         self._write_conf(service)
+
+    def repoint(self, replica: str, old_port: int, new_port: int) -> None:
+        """A stopped replica streams from the primary's new port (pg_basebackup -R and failovers
+        keep ``primary_conninfo`` in postgresql.auto.conf)."""
+        auto = self.layout.data_dir(replica) / "postgresql.auto.conf"
+        if not self.host.is_file_as_postgres(auto):
+            return
+        lines = self.host.read_as_postgres(auto).splitlines()
+        fixed = [
+            re.sub(rf"\bport={old_port}\b", f"port={new_port}", line) if line.startswith("primary_conninfo") else line
+            for line in lines
+        ]
+        self.host.write_as_postgres(auto, "\n".join(fixed) + "\n")
 
     def start(self, service: str) -> None:
         if self.layout.running(service):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import msgspec
 
+from devtools.stack import ports
 from devtools.stack.apps import Apps
 from devtools.stack.config import StackConfig, StackError, default_base_dir, port_open, topology_ports
 from devtools.stack.database import prepare_database
@@ -40,6 +41,7 @@ class Stack:
     redis: Redis = field(init=False, repr=False)
     apps: Apps = field(init=False, repr=False)
     nginx: Nginx = field(init=False, repr=False)
+    moved: list[ports.Move] = field(default_factory=list, init=False, repr=False)  # ports taken from the environment
 
     def __post_init__(self) -> None:
         self.host = Host(quiet=self.quiet)
@@ -82,9 +84,10 @@ class Stack:
         with: asking for others is refused, never ignored. One without data (destroyed) takes them.
         """
         env = {} if env is None else env
+        ports.check_port_variables(env)
         path = run_dir / "stack.json"
         if not path.exists():
-            ports = topology_ports(env, replicas or 1, instances or 2)
+            topology = topology_ports(env, replicas or 1, instances or 2)
             config = msgspec.convert(
                 {
                     "run_dir": str(run_dir.resolve()),
@@ -93,11 +96,13 @@ class Stack:
                     "ryw_secret": secrets.token_urlsafe(32),
                     "redis_cluster": bool(redis_cluster),
                     **overrides,
-                    **ports,
+                    **topology,
                 },
                 StackConfig,
             )
-            return cls(config)
+            stack = cls(config)
+            stack.move_ports(ports.wanted_moves(config, env))  # a port variable wins over the defaults
+            return stack
         stored = msgspec.json.decode(path.read_bytes())
         if "replica_port" in stored:  # written before a stack could have several replicas
             stored.setdefault("replica_ports", [stored.pop("replica_port")])
@@ -117,7 +122,28 @@ class Stack:
                     f"run `ops/dev destroy` first to change them, or `{same}`"
                 )
             config = msgspec.structs.replace(config, **topology_ports(env, *want, known=config))
-        return cls(config)
+        stack = cls(config)
+        stack.move_ports(ports.wanted_moves(config, env))
+        return stack
+
+    def move_ports(self, moves: list[ports.Move]) -> None:
+        """Take the ports the environment asks for (ports.py): at once for a stack without data;
+        for a stopped one too, repointing its replicas at a moved primary; never a running one."""
+        if not moves:
+            return
+        if self.base_dir.exists():
+            running = [s for s in self.config.services if self.running(s)]
+            if running:
+                ports.refuse_moving_running(moves, running)
+            if self.config.redis_cluster:
+                ports.refuse_moving_cluster(moves)
+        old_primary = self.config.primary_port
+        self.config = ports.moved(self.config, moves)
+        self.__post_init__()
+        if self.base_dir.exists() and self.config.primary_port != old_primary:
+            for replica in self.config.replicas:
+                self.postgres.repoint(replica, old_primary, self.config.primary_port)
+        self.moved = moves
 
     def save(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -197,9 +223,12 @@ class Stack:
             self.stop(service)
 
     def destroy(self) -> None:
-        """Stop everything and delete all data."""
+        """Stop everything and delete all data, and the config: the next ``up`` starts afresh
+        (new secrets, the ports the environment asks for then)."""
         self.down()
         self.layout.remove()
+        for name in ("stack.json", "stack.env"):
+            (self.run_dir / name).unlink(missing_ok=True)
 
     def status(self) -> list[dict[str, object]]:
         rows: list[dict[str, object]] = []
