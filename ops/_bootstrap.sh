@@ -1,6 +1,6 @@
 # Sourced by ops/* scripts: system packages (as root), then the project's venv with pinned dependencies.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROOT="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
 VENV="$ROOT/.venv"
 
 ensure_system_packages() {

@@ -116,7 +116,8 @@ def parser() -> argparse.ArgumentParser:
         "--run-dir",
         type=Path,
         default=argparse.SUPPRESS,
-        help="where the stack's config, env file and links to its data and logs live (default: .run/)",
+        help="where the stack's config, env file and links to its data and logs live "
+        "(default: $CATALOG_DEV_RUN_DIR, else .run/)",
     )
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     top = argparse.ArgumentParser(
@@ -156,7 +157,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    run_dir: Path = getattr(args, "run_dir", PROJECT_DIR / ".run")
+    run_dir = Path(getattr(args, "run_dir", None) or os.environ.get("CATALOG_DEV_RUN_DIR") or PROJECT_DIR / ".run")
     as_json: bool = getattr(args, "json", False)
     try:
         stack = Stack.load_or_create(

@@ -1,0 +1,1 @@
+"""``ops/load``: the locust load mix against the stack, headless and bounded."""
