@@ -108,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         target = Target.of(stack)
         exported = os.environ.get("CATALOG_URL")
         if exported and exported != target.url:
-            top.error(f"CATALOG_URL={exported} is not the stack in {run_dir} ({target.url}): unset it or pass --run-dir")
+            top.error(
+                f"CATALOG_URL={exported} is not the stack in {run_dir} ({target.url}): unset it or pass --run-dir"
+            )
         rows = run_drill(stack, args.only, scale=args.scale, workers=args.workers, progress=err)
     except StackDownError as exc:
         err(f"ops/drill: {exc} {_NOT_UP}")
