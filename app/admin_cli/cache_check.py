@@ -1,8 +1,18 @@
-"""``ops/cache check``: does every cached product equal the primary's row?
+"""ops/cache: does every cached product equal the primary's row?
 
-Scans ``product:*`` in Redis and compares each entry (version and JSON body) with the product as
-the primary has it now. Meant for after a load test, once writes stopped and the outbox drained:
-any difference is a stale entry the invalidation path failed to remove.
+  ops/cache check [--json] [--dsn DSN] [--redis-url URL] [--redis-cluster]
+
+check scans product:* in Redis and compares each entry (version and JSON
+body) with the product as the primary has it now. Run it after a load test,
+once writes stopped and the outbox drained: any difference is a stale entry
+the invalidation path failed to remove.
+
+Flags may come before or after the command. Defaults: $CATALOG_PRIMARY_DSN,
+$CATALOG_REDIS_URL, $CATALOG_REDIS_CLUSTER (ops/cache fills them from
+.run/stack.env when they are not exported).
+
+Exit status: 0 every cached product matches; 1 a stale or orphaned entry, or
+the primary or Redis is unreachable; 2 usage.
 """
 
 from __future__ import annotations
@@ -66,34 +76,57 @@ async def check_cache(dsn: str, redis_url: str, *, cluster: bool = False) -> dic
 _UNREACHABLE: tuple[type[BaseException], ...] = (*REDIS_ERRORS, asyncpg.PostgresError)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ops/cache", description=__doc__)
-    parser.add_argument("--dsn", default=os.environ.get("CATALOG_PRIMARY_DSN"))
-    parser.add_argument("--redis-url", default=os.environ.get("CATALOG_REDIS_URL"))
-    parser.add_argument(
+def _truthy(text: str | None) -> bool:
+    return (text or "").lower() in {"1", "true", "yes"}
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--dsn", default=argparse.SUPPRESS, help="primary DSN (default: $CATALOG_PRIMARY_DSN, else .run/stack.env's)"
+    )
+    common.add_argument(
+        "--redis-url", default=argparse.SUPPRESS, help="Redis URL (default: $CATALOG_REDIS_URL, else .run/stack.env's)"
+    )
+    common.add_argument(
         "--redis-cluster",
         action="store_true",
-        default=os.environ.get("CATALOG_REDIS_CLUSTER", "").lower() in {"1", "true", "yes"},
+        default=argparse.SUPPRESS,
         help="the URL names a node of a Redis Cluster (default: $CATALOG_REDIS_CLUSTER)",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check", help="compare every cached product with the primary")
-    check.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    if not args.dsn or not args.redis_url:
-        parser.error("needs the stack: run `ops/dev up` first (it writes .run/stack.env)")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    top = argparse.ArgumentParser(
+        prog="ops/cache", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common]
+    )
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("check", parents=[common], help="compare every cached product with the primary")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    top = parser()
+    args = top.parse_args(argv)
+    dsn = getattr(args, "dsn", None) or os.environ.get("CATALOG_PRIMARY_DSN")
+    redis_url = getattr(args, "redis_url", None) or os.environ.get("CATALOG_REDIS_URL")
+    cluster = getattr(args, "redis_cluster", False) or _truthy(os.environ.get("CATALOG_REDIS_CLUSTER"))
+    as_json: bool = getattr(args, "json", False)
+    if not dsn or not redis_url:
+        top.error("no DSN or Redis URL: pass --dsn and --redis-url, or run `ops/dev up` (it writes .run/stack.env)")
     try:
-        result = asyncio.run(check_cache(args.dsn, args.redis_url, cluster=args.redis_cluster))
+        result = asyncio.run(check_cache(dsn, redis_url, cluster=cluster))
     except _UNREACHABLE as exc:
         return unreachable("ops/cache", "the primary or Redis", exc)
-    if args.json:
+    except KeyboardInterrupt:
+        print("ops/cache: interrupted", file=sys.stderr)
+        return 130
+    if as_json:
         print(msgspec.json.encode(result).decode())
     else:
         print(f"checked {result['checked']} cached products: {result['stale']} stale, {result['orphaned']} orphaned")
         for example in result["examples"]:
-            print(f"  {example}")
+            print(f"  {msgspec.json.encode(example).decode()}")
     return 1 if result["stale"] or result["orphaned"] else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

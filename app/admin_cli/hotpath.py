@@ -1,13 +1,21 @@
-"""``ops/hotpath``: where is the system hot? The article's table, from live metrics.
+"""ops/hotpath: where is the system hot? The article's table, from live metrics.
 
-Scrapes ``/metrics`` of every instance in ``CATALOG_APP_URLS`` (and, when the DSNs are given,
-``pg_stat_statements`` on the primary and replicas), and prints per endpoint: requests and share
-of traffic, p50/p99, database time share, cache hit %, where reads were served from, the
-endpoint's freshness class and path from the policy table, and a one-line verdict; then each
-replica (up, eligible, lag, the reads it answered).
+  ops/hotpath [--window SECONDS] [--wide] [--json] [--urls URL,...]
+              [--primary-dsn DSN] [--replica-dsns DSN,...] [--statements N]
 
-By default the figures are totals since the instances started; ``--window 30`` shows only what
-happened during the next 30 seconds (two scrapes, subtracted).
+Scrapes /metrics of every instance in --urls (default $CATALOG_APP_URLS) and,
+when the DSNs are given, pg_stat_statements on the primary and replicas. Per
+endpoint: requests and share of traffic, p50/p99, database time share, cache
+hit %, where reads were served from; under the table, each endpoint's verdict,
+route, path class and freshness promise (--wide: as columns); then each
+replica (up, eligible, lag, the reads it answered) and the heaviest statements.
+
+By default the figures are totals since the instances started; --window 30
+shows only what happened during the next 30 seconds (two scrapes, subtracted).
+The defaults come from the environment; ops/hotpath fills what is not exported
+from .run/stack.env.
+
+Exit status: 0 ok; 1 no instance could be scraped; 2 usage.
 """
 
 from __future__ import annotations
@@ -26,7 +34,8 @@ import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.admin_cli.args import bounded_float, bounded_int, unreachable
-from app.admin_cli.replica_report import ReplicaRow, render_replicas, replica_rows
+from app.admin_cli.hotpath_table import console_for, render
+from app.admin_cli.replica_report import replica_rows
 from app.contracts.policy import POLICIES, EndpointPolicy, PathClass
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -48,16 +57,27 @@ def merge(into: Samples, other: Samples, sign: float = 1.0) -> Samples:
     return into
 
 
-async def scrape_each(urls: list[str]) -> list[Samples]:
-    """Each instance's samples; an unreachable instance is reported and skipped."""
+async def scrape_instances(urls: list[str]) -> tuple[list[Samples], dict[str, BaseException | str]]:
+    """Each instance's samples, and why each one that did not answer could not be scraped."""
     async with httpx.AsyncClient(timeout=5) as client:
         responses = await asyncio.gather(*(client.get(f"{u}/metrics") for u in urls), return_exceptions=True)
     each: list[Samples] = []
+    failed: dict[str, BaseException | str] = {}
     for url, response in zip(urls, responses, strict=True):
-        if isinstance(response, BaseException) or response.status_code != 200:
-            print(f"ops/hotpath: could not scrape {url}: {response}", file=sys.stderr)
-            continue
-        each.append(parse_metrics(response.text))
+        if isinstance(response, BaseException):
+            failed[url] = response
+        elif response.status_code != 200:
+            failed[url] = f"HTTP {response.status_code}"
+        else:
+            each.append(parse_metrics(response.text))
+    return each, failed
+
+
+async def scrape_each(urls: list[str]) -> list[Samples]:
+    """Each instance's samples; an unreachable instance is reported on stderr and skipped."""
+    each, failed = await scrape_instances(urls)
+    for url, why in failed.items():
+        print(f"ops/hotpath: could not scrape {url}: {why}", file=sys.stderr)
     return each
 
 
@@ -228,56 +248,16 @@ async def top_statements(dsns: dict[str, str], limit: int) -> list[dict[str, Any
     return out
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0%}"
-
-
-def render(rows: list[Row], summary: dict[str, Any], replicas: list[ReplicaRow], statements: list[Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    table = Table(title="hot path: where the traffic is and where it is served from", show_lines=False)
-    for column in ("endpoint", "requests", "share", "p50 ms", "p99 ms", "db time", "cache hit",
-                   "cache/replica/primary", "class", "freshness", "verdict"):  # fmt: skip
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        if row.path_class == PathClass.OPS.value:
-            continue
-        served = sum(row.served.values())
-        mix = (
-            "/".join(f"{row.served.get(s, 0.0) / served:.0%}" for s in ("cache", "replica", "primary"))
-            if served
-            else "-"
-        )
-        table.add_row(
-            f"{row.method} {row.path}", f"{row.requests:,.0f}", _pct(row.share),
-            "-" if row.p50_ms is None else f"{row.p50_ms:.1f}", "-" if row.p99_ms is None else f"{row.p99_ms:.1f}",
-            _pct(row.db_share), _pct(row.cache_hit), mix, row.path_class, row.freshness, row.verdict,
-        )  # fmt: skip
-    console.print(table)
-    share = summary["display_primary_share"]
-    console.print(
-        f"hottest: {summary['hottest']}   display reads: {summary['display_reads']:,.0f}   "
-        f"served by the primary: {_pct(share)}"
-        + ("" if share is None else f" ({summary['primary_reads_per_1000_display']:.1f} per 1000)")
-    )
-    if replicas:
-        render_replicas(console, replicas)
-    if statements:
-        stmt = Table(title="heaviest statements (pg_stat_statements)")
-        for column in ("server", "calls", "total ms", "mean ms", "query"):
-            stmt.add_column(column, overflow="fold")
-        for s in statements:
-            stmt.add_row(s["server"], f"{s['calls']:,}", f"{s['total_ms']:,.0f}", f"{s['mean_ms']:.3f}", s["query"])
-        console.print(stmt)
-
-
 async def run(args: argparse.Namespace) -> int:
     urls = [u.strip() for u in args.urls.split(",") if u.strip()]
-    instances = await scrape_each(urls)
+    instances, failed = await scrape_instances(urls)
     if not instances:  # an all-zero table would look like an idle service
-        return unreachable("ops/hotpath", f"any instance ({', '.join(urls)})")
+        first = next(iter(failed.values()), None)
+        return unreachable(
+            "ops/hotpath", f"any instance ({', '.join(urls)})", first if isinstance(first, Exception) else None
+        )
+    for url, why in failed.items():
+        print(f"ops/hotpath: could not scrape {url}: {why}", file=sys.stderr)
     samples = total(instances)
     if args.window:
         await asyncio.sleep(args.window)
@@ -296,23 +276,38 @@ async def run(args: argparse.Namespace) -> int:
         report = {"endpoints": endpoints, "summary": summary, "replicas": replica_list, "statements": statements}
         print(msgspec.json.encode(report).decode())
     else:
-        render(rows, summary, replicas, statements)
+        render(rows, summary, replicas, statements, console=console_for(wide=args.wide), wide=args.wide)
     return 0
 
 
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="ops/hotpath", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    env = os.environ.get
+    top.add_argument("--urls", default=env("CATALOG_APP_URLS", ""), help="instances to scrape ($CATALOG_APP_URLS)")
+    top.add_argument("--primary-dsn", default=env("CATALOG_PRIMARY_DSN"), help="($CATALOG_PRIMARY_DSN)")
+    top.add_argument("--replica-dsns", default=env("CATALOG_REPLICA_DSNS"), help="($CATALOG_REPLICA_DSNS)")
+    top.add_argument(
+        "--window", type=bounded_float(0, 3600), default=0.0, help="count the next N seconds only (0-3600)"
+    )
+    top.add_argument("--statements", type=bounded_int(0, 100), default=5, help="top statements (0-100; 0: none)")
+    top.add_argument("--wide", action="store_true", help="route, class, freshness and verdict as columns")
+    top.add_argument("--json", action="store_true", help="machine-readable output")
+    return top
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ops/hotpath", description=__doc__)
-    parser.add_argument("--urls", default=os.environ.get("CATALOG_APP_URLS", ""), help="instances to scrape")
-    parser.add_argument("--primary-dsn", default=os.environ.get("CATALOG_PRIMARY_DSN"))
-    parser.add_argument("--replica-dsns", default=os.environ.get("CATALOG_REPLICA_DSNS"))
-    parser.add_argument("--window", type=bounded_float(0, 3600), default=0.0, help="count the next N seconds only")
-    parser.add_argument("--statements", type=bounded_int(0, 100), default=5, help="top statements (0: none)")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    if not args.urls:
-        parser.error("no instances: set CATALOG_APP_URLS (ops/dev up writes it to .run/stack.env)")
-    return asyncio.run(run(args))
+    top = parser()
+    args = top.parse_args(argv)
+    if not args.urls.strip(","):
+        top.error("no instances: pass --urls, export CATALOG_APP_URLS, or run `ops/dev up` (it writes .run/stack.env)")
+    try:
+        return asyncio.run(run(args))
+    except KeyboardInterrupt:
+        print("ops/hotpath: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -57,7 +57,10 @@ def replica_rows(per_instance: list[Samples], totals: Samples) -> list[ReplicaRo
 def render_replicas(console: Console, rows: list[ReplicaRow]) -> None:
     from rich.table import Table
 
-    table = Table(title="replicas: as the instances see them, and the display reads each answered")
+    # The title as a line of its own: a table narrower than its title would fold it.
+    title = "replicas: as the instances see them, and the display reads each answered"
+    console.print(title, highlight=False, markup=False)
+    table = Table()
     for column in ("replica", "up", "eligible", "lag", "reads", "share"):
         table.add_column(column)
     for row in rows:

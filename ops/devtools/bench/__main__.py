@@ -1,25 +1,45 @@
-"""``ops/bench``: the performance targets (README.md, "Try it"), measured on this machine in one run.
+"""ops/bench: the performance targets (README.md, "Try it"), measured in one run.
 
-    ops/bench            # everything (about 15 minutes)
-    ops/bench http       # cached GET vs bare Litestar, raw ASGI, /healthz, Litestar's response cache
-    ops/bench mix        # primary queries per 1000 display reads; the cache hit ratio's warm-up curve
-                         # and its steady state under the load mix
-    ops/bench invalidation   # commit -> key gone, with LISTEN and polling only
-    ops/bench outbox     # drain rate of 100,000 pending events
-    ops/bench seed       # 1M products with COPY, then uncached search p50/p99 on them, per query shape
+  ops/bench                 # every section (about 15 minutes)
+  ops/bench http            # cached GET vs bare Litestar, raw ASGI, /healthz,
+                            # Litestar's response cache (needs wrk)
+  ops/bench mix             # primary queries per 1000 display reads; the cache
+                            # hit ratio's warm-up curve and its steady state
+  ops/bench invalidation    # commit -> key gone, with LISTEN and polling only
+  ops/bench outbox          # drain rate of 100,000 pending events
+  ops/bench seed            # 1M products with COPY, then uncached search
+                            # p50/p99 on them, per query shape
+  ops/bench outbox seed --json    # the figures as one JSON object
 
-Throughput is compared as ratios measured in the same run (absolute numbers are noise on a
-shared 2-core machine); every figure is a median of several runs.
+Throughput is compared as ratios measured in the same run (absolute numbers
+are noise on a shared 2-core machine); every figure is a median of several
+runs. Flags may come before or after the sections. The stack's addresses come
+from --dsn/--redis-url, else the environment (ops/bench fills what is not
+exported from .run/stack.env). wrk is installed (as root) only when the http
+section runs.
+
+Exit status: 0 the sections ran (a target missed is marked MISSES, it is not
+an exit status); 1 the stack is unreachable or a section could not run;
+2 usage.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import asyncpg
+import msgspec
+from redis.exceptions import RedisError
+
+from app.admin_cli.args import bounded_int, unreachable
 from devtools.bench.ceilings import HELLO_PATH
 from devtools.bench.http import Probe, Variant, app_env_from_stack, measure, median
 from devtools.stack import PROJECT_DIR
@@ -27,15 +47,50 @@ from devtools.stack import PROJECT_DIR
 PRODUCT = "/products/1"
 
 
-def _line(label: str, value: str, verdict: str = "") -> None:
-    print(f"  {label:<58} {value:>18}  {verdict}")
+class Report:
+    """What a run measured: printed line by line as it goes, or collected for --json."""
+
+    def __init__(self, *, as_json: bool) -> None:
+        self.as_json = as_json
+        self.sections: dict[str, dict[str, Any]] = {}
+        self._current: dict[str, Any] = {}
+
+    def section(self, name: str, title: str) -> None:
+        self._current = self.sections[name] = {"title": title, "lines": [], "figures": {}}
+        if not self.as_json:
+            print(title, flush=True)
+
+    def figures(self, **figures: Any) -> None:
+        self._current["figures"].update(figures)
+
+    def line(self, label: str, value: str, verdict: str = "") -> None:
+        self._current["lines"].append({"label": label.strip(), "value": value, "verdict": verdict})
+        if not self.as_json:
+            print(f"  {label:<58} {value:>18}  {verdict}".rstrip(), flush=True)
+
+    def to_json(self) -> str:
+        misses = sum(line["verdict"].startswith("MISSES") for s in self.sections.values() for line in s["lines"])
+        return msgspec.json.encode({"sections": self.sections, "misses": misses}).decode()
 
 
 def _verdict(ok: bool, detail: str) -> str:
     return ("meets" if ok else "MISSES") + f" ({detail})"
 
 
-def bench_http(args: argparse.Namespace) -> None:
+def _ensure_wrk() -> None:
+    """wrk for the http section: installed by ops/_bootstrap.sh as root, else a one-line error."""
+    if shutil.which("wrk") is not None:
+        return
+    bootstrap = Path(__file__).resolve().parents[2] / "_bootstrap.sh"
+    script = 'source "$1" && ensure_system_packages wrk'
+    if subprocess.run(["bash", "-c", script, "bash", str(bootstrap)], check=False).returncode or not shutil.which(
+        "wrk"
+    ):
+        raise RuntimeError("wrk is missing: install it with `sudo apt-get install wrk`")
+
+
+def bench_http(args: argparse.Namespace, report: Report) -> None:
+    _ensure_wrk()
     base_env = app_env_from_stack(str(args.run_dir))
     normal = Variant("catalog", "app.main:create_app", {})
     bare = Variant("bare-litestar", "devtools.bench.ceilings:bare_litestar", {}, ready_path=HELLO_PATH)
@@ -63,12 +118,13 @@ def bench_http(args: argparse.Namespace) -> None:
         Probe(redis_only, PRODUCT),
         Probe(primary_only, PRODUCT),
     ]
-    print(f"HTTP (wrk: 1 thread, {args.connections} connections, {args.seconds}s x {args.runs} runs, medians; "
-          "one uvicorn worker per variant, uvloop + httptools)")  # fmt: skip
+    report.section("http", f"HTTP (wrk: 1 thread, {args.connections} connections, {args.seconds}s x {args.runs} "
+                   "runs, medians; one uvicorn worker per variant, uvloop + httptools)")  # fmt: skip
     results = measure(plan, base_env, runs=args.runs, seconds=args.seconds, connections=args.connections)
     rps = {label: median(values) for label, values in results.items()}
+    report.figures(requests_per_second=rps, runs=results)
     for label, value in rps.items():
-        _line(label, f"{value:,.0f} req/s", "runs: " + ", ".join(f"{v:,.0f}" for v in results[label]))
+        report.line(label, f"{value:,.0f} req/s", "runs: " + ", ".join(f"{v:,.0f}" for v in results[label]))
     raw_rps = rps[f"raw-asgi {HELLO_PATH}"]
     bare_rps = rps[f"bare-litestar {HELLO_PATH}"]
     healthz = rps["catalog /healthz"]
@@ -77,141 +133,197 @@ def bench_http(args: argparse.Namespace) -> None:
     litestar = rps[f"litestar-cache /bench/response-cache{PRODUCT}"]
     primary = rps[f"primary-only {PRODUCT}"]
     redis_rps = rps[f"redis-only {PRODUCT}"]
-    _line("cached GET /products/{id} / bare Litestar handler", f"{cached / bare_rps:.2f}x",
-          _verdict(cached >= bare_rps, ">= 1.0"))  # fmt: skip
-    _line("cached GET /products/{id} / raw ASGI", f"{cached / raw_rps:.2f}x")
-    _line("cached GET /products/{id} / /healthz", f"{cached / healthz:.2f}x", _verdict(cached >= healthz, ">= 1.0"))
-    _line("304 revalidation / bare Litestar handler", f"{revalidated / bare_rps:.2f}x")
+    report.line("cached GET /products/{id} / bare Litestar handler", f"{cached / bare_rps:.2f}x",
+                _verdict(cached >= bare_rps, ">= 1.0"))  # fmt: skip
+    report.line("cached GET /products/{id} / raw ASGI", f"{cached / raw_rps:.2f}x")
+    report.line(
+        "cached GET /products/{id} / /healthz", f"{cached / healthz:.2f}x", _verdict(cached >= healthz, ">= 1.0")
+    )
+    report.line("304 revalidation / bare Litestar handler", f"{revalidated / bare_rps:.2f}x")
     full = rps[f"no-fast-lane {PRODUCT}"]
-    _line("near-cache hit through the full path (lane off) / bare Litestar", f"{full / bare_rps:.2f}x")
-    _line("/healthz (full Litestar stack) / bare Litestar handler", f"{healthz / bare_rps:.2f}x")
-    _line("bare Litestar handler / raw ASGI", f"{bare_rps / raw_rps:.2f}x")
-    _line(
+    report.line("near-cache hit through the full path (lane off) / bare Litestar", f"{full / bare_rps:.2f}x")
+    report.line("/healthz (full Litestar stack) / bare Litestar handler", f"{healthz / bare_rps:.2f}x")
+    report.line("bare Litestar handler / raw ASGI", f"{bare_rps / raw_rps:.2f}x")
+    report.line(
         "cached GET / Litestar ResponseCache+RedisStore",
         f"{cached / litestar:.2f}x",
         _verdict(cached >= litestar, ">= 1.0"),
     )
-    _line("cached GET / primary-only GET", f"{cached / primary:.2f}x")
-    _line("Redis-only cache (near cache off) / bare Litestar handler", f"{redis_rps / bare_rps:.2f}x")
+    report.line("cached GET / primary-only GET", f"{cached / primary:.2f}x")
+    report.line("Redis-only cache (near cache off) / bare Litestar handler", f"{redis_rps / bare_rps:.2f}x")
 
 
-def bench_mix(args: argparse.Namespace) -> None:
+def bench_mix(args: argparse.Namespace, report: Report) -> None:
     from devtools.bench.scenarios import app_pids, load_mix, rss_mib
 
     urls = [u for u in os.environ.get("CATALOG_APP_URLS", "").split(",") if u]
-    print(f"Load mix (ops/load, {args.mix_seconds}s, {args.users} users, locust FastHttpUser; metrics diffed "
-          f"every {args.window}s)")  # fmt: skip
+    if not urls:
+        raise RuntimeError("no instances: CATALOG_APP_URLS is empty (`ops/dev up` writes it to .run/stack.env)")
+    report.section("mix", f"Load mix (ops/load, {args.mix_seconds}s, {args.users} users, locust FastHttpUser; "
+                   f"metrics diffed every {args.window}s)")  # fmt: skip
     result = asyncio.run(load_mix(urls, args.mix_seconds, args.users, args.window))
-    _line("display reads", f"{result.display_reads:,.0f}")
-    _line("primary queries per 1000 display reads", f"{result.primary_per_1000:.1f}",
-          _verdict(result.primary_per_1000 <= 10, "<= 10"))  # fmt: skip
-    _line("cache hit ratio, whole run (display reads)", f"{result.cache_hit:.1%}")
+    report.figures(**dataclasses.asdict(result))
+    report.line("display reads", f"{result.display_reads:,.0f}")
+    report.line("primary queries per 1000 display reads", f"{result.primary_per_1000:.1f}",
+                _verdict(result.primary_per_1000 <= 10, "<= 10"))  # fmt: skip
+    report.line("cache hit ratio, whole run (display reads)", f"{result.cache_hit:.1%}")
     for window in result.windows:
-        _line(f"  warm-up: window ending at {window.ends_at_s:3.0f} s (product pages / all display)",
-              f"{window.product_hit:.1%} / {window.display_hit:.1%}")  # fmt: skip
+        report.line(f"  warm-up: window ending at {window.ends_at_s:3.0f} s (product pages / all display)",
+                    f"{window.product_hit:.1%} / {window.display_hit:.1%}")  # fmt: skip
     steady = result.steady
     if steady is not None:
         flat = "flat" if result.converged else "still rising: run longer (--mix-seconds)"
-        _line(f"steady state (last window; {flat}): product pages", f"{steady.product_hit:.1%}",
-              _verdict(steady.product_hit >= 0.95, ">= 95%"))  # fmt: skip
-        _line("steady state (last window): all display reads", f"{steady.display_hit:.1%}",
-              _verdict(steady.display_hit >= 0.90, ">= 90%"))  # fmt: skip
+        report.line(f"steady state (last window; {flat}): product pages", f"{steady.product_hit:.1%}",
+                    _verdict(steady.product_hit >= 0.95, ">= 95%"))  # fmt: skip
+        report.line("steady state (last window): all display reads", f"{steady.display_hit:.1%}",
+                    _verdict(steady.display_hit >= 0.90, ">= 90%"))  # fmt: skip
     for name in ("/products/{id}", "/search/products", "/categories/{id}/products"):
         if name in result.latencies:
             p50, p99, rate = result.latencies[name]
             verdict = _verdict(p99 <= 50, "p99 <= 50 ms") if name == "/search/products" else ""
-            _line(f"through nginx: {name} p50 / p99 ({rate:,.0f} req/s)", f"{p50:.0f} / {p99:.0f} ms", verdict)
-    _line("locust exit code (failures or RYW violations -> 1)", str(result.locust_exit))
+            report.line(f"through nginx: {name} p50 / p99 ({rate:,.0f} req/s)", f"{p50:.0f} / {p99:.0f} ms", verdict)
+    report.line("locust exit code (failures or RYW violations -> 1)", str(result.locust_exit))
     for pid, mib in rss_mib(app_pids(str(args.run_dir))).items():
-        _line(f"app instance RSS after the mix (pid {pid})", f"{mib:.0f} MiB", _verdict(mib < 200, "< 200 MiB"))
+        report.line(f"app instance RSS after the mix (pid {pid})", f"{mib:.0f} MiB", _verdict(mib < 200, "< 200 MiB"))
 
 
-def bench_invalidation(args: argparse.Namespace) -> None:
+def bench_invalidation(args: argparse.Namespace, report: Report) -> None:
     from devtools.bench.scenarios import invalidation_latency, percentile
 
     redis_url = args.redis_url.rsplit("/", 1)[0] + "/15"
-    print("Invalidation latency (COMMIT -> product:<id> gone; one relay; poll interval 1 s)")
+    report.section("invalidation", "Invalidation latency (COMMIT -> product:<id> gone; one relay; poll interval 1 s)")
     for listen, writes in ((True, args.writes), (False, max(40, args.writes // 5))):
         values = asyncio.run(invalidation_latency(args.dsn, redis_url, listen=listen, writes=writes))
         p50, p99 = percentile(values, 0.5) * 1000, percentile(values, 0.99) * 1000
         mode = "LISTEN/NOTIFY" if listen else "polling only"
+        report.figures(**{"listen" if listen else "polling": {"n": len(values), "p50_ms": p50, "p99_ms": p99}})
         target = 20 if listen else 1050
-        _line(
+        report.line(
             f"{mode} (n={len(values)}) p50 / p99",
             f"{p50:.1f} / {p99:.1f} ms",
             _verdict(p99 <= target, f"p99 <= {target} ms"),
         )
 
 
-def bench_outbox(args: argparse.Namespace) -> None:
+def bench_outbox(args: argparse.Namespace, report: Report) -> None:
     from devtools.bench.outbox import bench_outbox as run
     from devtools.bench.outbox import median_rate
 
     redis_url = args.redis_url.rsplit("/", 1)[0] + "/15"
-    print(f"Outbox drain ({args.events:,} pending events, batches of {args.batch}, {args.runs} runs)")
+    report.section(
+        "outbox", f"Outbox drain ({args.events:,} pending events, batches of {args.batch}, {args.runs} runs)"
+    )
     results = asyncio.run(
         run(args.dsn, redis_url, events=args.events, products=args.events, runs=args.runs, batch=args.batch)
     )
+    report.figures(runs_by_relays={str(n): [dataclasses.asdict(r) for r in runs] for n, runs in results.items()})
     one = median_rate(results[1])
-    _line("1 relay: events/s", f"{one:,.0f}", _verdict(one >= 80_000, ">= 80,000/s"))
+    report.line("1 relay: events/s", f"{one:,.0f}", _verdict(one >= 80_000, ">= 80,000/s"))
     for relays, runs in results.items():
         if relays > 1:
             rate = median_rate(runs)
-            _line(f"{relays} relays: events/s", f"{rate:,.0f}", f"({rate / one:.2f}x one relay)")
+            report.line(f"{relays} relays: events/s", f"{rate:,.0f}", f"({rate / one:.2f}x one relay)")
 
 
-def bench_seed(args: argparse.Namespace) -> None:
+def bench_seed(args: argparse.Namespace, report: Report) -> None:
     from devtools.bench.scenarios import seed_and_search
 
-    print(f"Seed {args.products:,} products (COPY) and search them (uncached, {args.searches} queries)")
+    report.section(
+        "seed", f"Seed {args.products:,} products (COPY) and search them (uncached, {args.searches} queries)"
+    )
     result = asyncio.run(seed_and_search(args.dsn, args.products, args.searches))
+    report.figures(**dataclasses.asdict(result))
     rate = result.products / result.seed_seconds
-    _line("seed time", f"{result.seed_seconds:.1f} s", _verdict(result.seed_seconds <= 60, "<= 60 s"))
-    _line("seed rate", f"{rate:,.0f} products/s")
-    _line(f"search p50 / p99 (n={result.searches})", f"{result.search_p50_ms:.1f} / {result.search_p99_ms:.1f} ms",
-          _verdict(result.search_p99_ms <= 25, "p99 <= 25 ms"))  # fmt: skip
+    report.line("seed time", f"{result.seed_seconds:.1f} s", _verdict(result.seed_seconds <= 60, "<= 60 s"))
+    report.line("seed rate", f"{rate:,.0f} products/s")
+    search = f"{result.search_p50_ms:.1f} / {result.search_p99_ms:.1f} ms"
+    report.line(f"search p50 / p99 (n={result.searches})", search, _verdict(result.search_p99_ms <= 25, "p99 <= 25 ms"))
     for shape in result.shapes:
         fuzzy = f", {shape.fuzzy} by the typo fallback" if shape.fuzzy else ""
-        _line(f"  {shape.shape} (n={shape.searches}{fuzzy})", f"{shape.p50_ms:.1f} / {shape.p99_ms:.1f} ms")
+        report.line(f"  {shape.shape} (n={shape.searches}{fuzzy})", f"{shape.p50_ms:.1f} / {shape.p99_ms:.1f} ms")
 
 
 SECTIONS = {"http": bench_http, "mix": bench_mix, "invalidation": bench_invalidation, "outbox": bench_outbox,
             "seed": bench_seed}  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
         prog="ops/bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "sections", nargs="*", metavar="section", help=f"one or more of: {', '.join(SECTIONS)} (default: all)"
-    )
-    parser.add_argument("--dsn", default=os.environ.get("CATALOG_PRIMARY_DSN"))
-    parser.add_argument("--redis-url", default=os.environ.get("CATALOG_REDIS_URL"))
-    parser.add_argument("--run-dir", type=Path, default=PROJECT_DIR / ".run")
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--seconds", type=int, default=5, help="per wrk run")
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--mix-seconds", type=int, default=240, help="long enough for the hit ratio to flatten")
-    parser.add_argument("--window", type=int, default=30, help="seconds per window of the hit-ratio curve")
-    parser.add_argument("--users", type=int, default=40)
-    parser.add_argument("--writes", type=int, default=200)
-    parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--batch", type=int, default=2_000)
-    parser.add_argument("--products", type=int, default=1_000_000)
-    parser.add_argument("--searches", type=int, default=1000)
-    args = parser.parse_args(argv)
-    if not args.dsn or not args.redis_url:
-        parser.error("needs the stack: run `ops/dev up` first (it writes .run/stack.env)")
+    top.add_argument("sections", nargs="*", metavar="SECTION", help=f"some of: {', '.join(SECTIONS)} (default: all)")
+    top.add_argument("--json", action="store_true", help="print the figures as one JSON object at the end")
+    top.add_argument("--dsn", default=os.environ.get("CATALOG_PRIMARY_DSN"), help="($CATALOG_PRIMARY_DSN)")
+    top.add_argument("--redis-url", default=os.environ.get("CATALOG_REDIS_URL"), help="($CATALOG_REDIS_URL)")
+    top.add_argument("--run-dir", type=Path, default=PROJECT_DIR / ".run", help="the stack's (default: .run/)")
+    number = {
+        "--runs": (1, 50, 5, "runs per figure"),
+        "--seconds": (1, 600, 5, "per wrk run"),
+        "--connections": (1, 10_000, 32, "wrk connections"),
+        "--mix-seconds": (10, 3600, 240, "long enough for the hit ratio to flatten"),
+        "--window": (5, 600, 30, "seconds per window of the hit-ratio curve"),
+        "--users": (1, 9999, 40, "locust users in the mix"),
+        "--writes": (1, 100_000, 200, "writes timed for invalidation"),
+        "--events": (1, 10_000_000, 100_000, "pending events to drain"),
+        "--batch": (1, 1_000_000, 2_000, "events per relay batch"),
+        "--products": (1, 10_000_000, 1_000_000, "products to seed"),
+        "--searches": (1, 1_000_000, 1000, "searches timed after the seed"),
+    }
+    for flag, (low, high, default, what) in number.items():
+        top.add_argument(
+            flag,
+            type=bounded_int(low, high),
+            default=default,
+            metavar="N",
+            help=f"{what} ({low:,}-{high:,}, default {default:,})",
+        )
+    return top
+
+
+async def _preflight(dsn: str, redis_url: str) -> None:
+    """Fail in a second, not minutes into a run, when the primary or Redis does not answer."""
+    from redis.asyncio import Redis
+
+    conn = await asyncpg.connect(dsn, timeout=5, server_settings={"application_name": "catalog.ops"})
+    await conn.close()
+    redis = Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        await redis.ping()
+    finally:
+        await redis.aclose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    top = parser()
+    args = top.parse_intermixed_args(argv)  # flags before, between or after the sections
     unknown = set(args.sections) - {*SECTIONS, "all"}
     if unknown:
-        parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+        top.error(f"unknown section(s): {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
+    if not args.dsn or not args.redis_url:
+        top.error("no DSN or Redis URL: pass --dsn and --redis-url, or run `ops/dev up` (it writes .run/stack.env)")
     sections = list(SECTIONS) if not args.sections or "all" in args.sections else args.sections
-    for name in sections:
-        SECTIONS[name](args)
-        print()
+    report = Report(as_json=args.json)
+    try:
+        asyncio.run(_preflight(args.dsn, args.redis_url))
+    except (OSError, TimeoutError, asyncpg.PostgresError, RedisError) as exc:
+        return unreachable("ops/bench", "the primary or Redis", exc)
+    try:
+        for name in sections:
+            SECTIONS[name](args, report)
+            if not args.json:
+                print()
+    except (OSError, asyncpg.PostgresError, RedisError) as exc:
+        return unreachable("ops/bench", "the stack", exc)
+    except RuntimeError as exc:
+        print(f"ops/bench: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("ops/bench: interrupted", file=sys.stderr)
+        return 130
+    if args.json:
+        print(report.to_json())
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

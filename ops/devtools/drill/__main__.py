@@ -1,19 +1,25 @@
-"""``ops/drill``: every fault, one at a time, under the standard mixed load through nginx.
+"""ops/drill: every fault, one at a time, under the standard mixed load.
 
-    ops/drill                          # all faults at scale 1 (about 3 minutes)
-    ops/drill --only relay-kill,redis-pause --scale 0.5
-    ops/drill --json                   # {"rows": [...], "ok": bool}
-    ops/drill --run-dir /tmp/other     # the stack `ops/dev --run-dir /tmp/other up` started
+  ops/drill                          # all faults at scale 1 (about 3 minutes)
+  ops/drill --only relay-kill,redis-pause --scale 0.5
+  ops/drill --json                   # {"rows": [...], "ok": bool}
+  ops/drill --run-dir /tmp/other     # the stack that
+                                     # `ops/dev --run-dir /tmp/other up` started
 
-Faults: primary and replica (stopped, then started), replica-lag (replay paused past the lag
-bound), redis-restart (comes back empty), redis-pause (SIGSTOP), relay-kill (listener connections
-terminated twice), instance-kill (app-1 SIGKILLed, then started), relay-mid-drain (a large outbox
-backlog, app-1 SIGKILLed while draining it).
+Faults: primary and replica (stopped, then started), replica-lag (replay
+paused past the lag bound), redis-restart (comes back empty), redis-pause
+(SIGSTOP), relay-kill (listener connections terminated twice), instance-kill
+(app-1 SIGKILLed, then started), relay-mid-drain (a large outbox backlog,
+app-1 SIGKILLed while draining it).
 
-A row passes when every display read was served (except where the fault makes the only copy
-unreachable; the share is shown anyway), no request got a 5xx other than an honest 503, no writer
-missed its own write, nothing is stale afterwards, and the outbox drained. Exit status: 0 when every
-row passes, 1 when one does not, 2 when the drill could not run (bad options, stack not up).
+The load goes through nginx. A row passes when every display read was served
+(except where the fault makes the only copy unreachable; the share is shown
+anyway), no request got a 5xx other than an honest 503, no writer missed its
+own write, nothing is stale afterwards, and the outbox drained.
+
+Exit status: 0 every row passes; 1 a row fails, or the stack is not up (or
+could not be put back together); 2 usage (bad options, or an exported
+CATALOG_URL that is not the stack in --run-dir).
 """
 
 from __future__ import annotations
@@ -64,49 +70,70 @@ _scale = _bounded(float, 0, 10, "use a factor above 0 and at most 10")
 _workers = _bounded(int, 1, 256, "use 1 to 256 workers")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="ops/drill", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--run-dir", type=Path, default=argparse.SUPPRESS, help="the stack's run directory (default: .run/)"
     )
-    parser.add_argument("--run-dir", type=Path, default=PROJECT_DIR / ".run", help="the stack's run directory")
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
-    parser.add_argument("--only", type=_fault_names, metavar="NAME,...", help=f"some of: {', '.join(FAULTS)}")
-    parser.add_argument("--scale", type=_scale, default=1.0, help="multiplies every phase's duration")
-    parser.add_argument("--workers", type=_workers, default=8, help="concurrent load workers (default 8)")
-    args = parser.parse_args(argv)
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print the rows as JSON instead of a table"
+    )
+    top = argparse.ArgumentParser(
+        prog="ops/drill", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common]
+    )
+    top.add_argument("--only", type=_fault_names, metavar="NAME,...", help=f"some of: {', '.join(FAULTS)}")
+    top.add_argument("--scale", type=_scale, default=1.0, help="multiplies every phase's duration (0-10, default 1)")
+    top.add_argument("--workers", type=_workers, default=8, help="concurrent load workers (1-256, default 8)")
+    return top
+
+
+_NOT_UP = "(`ops/dev status` says what runs; `ops/dev up` starts it)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    top = parser()
+    args = top.parse_args(argv)
+    run_dir: Path = getattr(args, "run_dir", PROJECT_DIR / ".run")
+    as_json: bool = getattr(args, "json", False)
 
     def err(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    if not (args.run_dir / "stack.json").exists():
-        err(f"ops/drill: no stack in {args.run_dir}: run ops/dev up first")
-        return 2
-    stack = Stack.load_or_create(args.run_dir)
-    stack.host.quiet = True
-    target = Target.of(stack)
-    exported = os.environ.get("CATALOG_URL")
-    if exported and exported != target.url:
-        err(f"ops/drill: CATALOG_URL={exported} is not the stack in {args.run_dir} ({target.url})")
-        return 2
+    if not (run_dir / "stack.json").exists():
+        err(f"ops/drill: no stack in {run_dir} {_NOT_UP}")
+        return 1
     try:
+        stack = Stack.load_or_create(run_dir)
+        stack.host.quiet = True
+        target = Target.of(stack)
+        exported = os.environ.get("CATALOG_URL")
+        if exported and exported != target.url:
+            top.error(
+                f"CATALOG_URL={exported} is not the stack in {run_dir} ({target.url}): unset it or pass --run-dir"
+            )
         rows = run_drill(stack, args.only, scale=args.scale, workers=args.workers, progress=err)
     except StackDownError as exc:
-        err(f"ops/drill: {exc}: run ops/dev up first")
-        return 2
+        err(f"ops/drill: {exc} {_NOT_UP}")
+        return 1
     except (StackError, OSError, RuntimeError, asyncpg.PostgresError, RedisError) as exc:
         err(f"ops/drill: {type(exc).__name__}: {exc}")
         return 1
     except KeyboardInterrupt:
         err("ops/drill: interrupted")
         return 130
-    if args.json:
+    if as_json:
         sys.stdout.write(to_json(rows).decode() + "\n")
     else:
-        console = Console()
-        if not console.is_terminal:
-            console.width = 100
-        render(rows, console)
+        render(rows, Console() if sys.stdout.isatty() else Console(width=_pipe_width()))
     return 0 if all(r.ok for r in rows) else 1
+
+
+def _pipe_width() -> int:
+    """$COLUMNS when set, else 100: the table is wider than 80 and a pipe has no width of its own."""
+    try:
+        return max(40, min(400, int(os.environ.get("COLUMNS", ""))))
+    except ValueError:
+        return 100
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import msgspec
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 
 class Row(msgspec.Struct, kw_only=True):
@@ -74,15 +75,19 @@ def _percent(ok: int, total: int) -> str:
 
 
 def render(rows: list[Row], console: Console) -> None:
-    """The table (one line per fault, fits 100 columns), then what explains each row."""
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for header in ("fault", "reads", "ok", "writes\nok/503/fail", "5xx", "RYW", "stale", "drained", "recovery"):
+    """The table (one line per fault, fits 80 columns), then what explains each row.
+
+    Fault names, notes and error messages are data: printed as text, never read as rich markup.
+    """
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 0))
+    headers = ("fault", "reads", "ok", "writes\nok/503/fail", "5xx", "RYW", "stale", "drain\ns", "recov\ns")
+    for header in headers:
         table.add_column(header, justify="left" if header == "fault" else "right", no_wrap=True)
-    table.add_column("verdict", no_wrap=True)
+    table.add_column("", no_wrap=True)
     for row in rows:
         exempt = "*" if row.display_exempt is not None and row.display_ok < row.display_reads else ""
         table.add_row(
-            row.fault,
+            Text(row.fault),
             f"{row.display_reads:,}",
             _percent(row.display_ok, row.display_reads) + exempt,
             f"{row.writes_ok:,}/{row.writes_refused}/{row.writes_failed}",
@@ -94,9 +99,9 @@ def render(rows: list[Row], console: Console) -> None:
             "[green]ok[/]" if row.ok else "[red]FAIL[/]",
         )
     console.print(table)
-    console.print("drained, recovery: seconds from the recover action; * not judged (see below)", style="dim")
+    console.print("drain, recov: seconds from the recover action; * not judged (see below)", style="dim")
     for row in rows:
-        lines = [f"[red]FAIL[/]: {'; '.join(row.reasons)}"] if row.reasons else []
+        lines = [f"FAIL: {'; '.join(row.reasons)}"] if row.reasons else []
         if row.display_exempt is not None and row.display_ok < row.display_reads:
             lines.append(f"* display reads not judged: {row.display_exempt}")
         if row.problems:
@@ -115,7 +120,7 @@ def render(rows: list[Row], console: Console) -> None:
             lines.append(f"{row.ryw_refused} own-write reads refused with 503 ({row.ryw_checked} checked)")
         lines.extend(row.notes)
         for line in lines:
-            console.print(f"  [bold]{row.fault}[/]: {line}", highlight=False, soft_wrap=True)
+            console.print(Text.assemble("  ", (row.fault, "bold"), f": {line}"), highlight=False, soft_wrap=True)
 
 
 def to_json(rows: list[Row]) -> bytes:
