@@ -55,7 +55,9 @@ class BaseImage:
     @property
     def recipe(self) -> str:
         """A digest of what goes into the image: a stand-in built from another recipe is rebuilt."""
-        digest = hashlib.sha256(repr((self.packages, self.changes, self.hooks, self.essential_hooks)).encode())
+        # Hooks name files by absolute path: the checkout's location is not part of the recipe.
+        recipe = repr((self.packages, self.changes, self.hooks, self.essential_hooks)).replace(str(BASE_DIR), "<base>")
+        digest = hashlib.sha256(recipe.encode())
         for path in sorted(BASE_DIR.glob(f"{self.key}-*")):
             digest.update(path.read_bytes())
         return digest.hexdigest()[:16]
