@@ -1,12 +1,15 @@
 """ops/outbox: inspect and nudge the outbox on the primary.
 
-  ops/outbox status | tail [-f] | retry [--dry-run] | purge --older-than 24h [--dry-run]
+  ops/outbox status | tail [-f]
+  ops/outbox retry [--dry-run] | purge --older-than 24h [--dry-run]
 
-Flags may come before or after the command; --json everywhere. The primary's DSN: --dsn, else
-$CATALOG_PRIMARY_DSN (ops/outbox fills it from .run/stack.env when it is not exported).
-retry and purge change data: they show what they would do with --dry-run, and stop after
---limit events (retry) or --max-seconds (purge).
-Exit status: 0 ok; 1 the primary is unreachable, or a purge stopped at its time bound; 2 usage.
+Flags may come before or after the command; --json everywhere. The primary's
+DSN: --dsn, else $CATALOG_PRIMARY_DSN (filled from .run/stack.env when it is
+not exported). retry and purge change data: --dry-run shows what they would
+do; they stop after --limit events (retry) or --max-seconds (purge).
+
+Exit status: 0 ok; 1 the primary is unreachable, or a purge stopped at its
+time bound; 2 usage.
 """
 
 from __future__ import annotations

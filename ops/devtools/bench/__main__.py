@@ -33,44 +33,19 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import asyncpg
-import msgspec
 from redis.exceptions import RedisError
 
 from app.admin_cli.args import bounded_int, unreachable
+from app.core.logging import configure_logging
+from app.core.settings import load_settings
 from devtools.bench.ceilings import HELLO_PATH
 from devtools.bench.http import Probe, Variant, app_env_from_stack, measure, median
+from devtools.bench.report import Report
 from devtools.stack import PROJECT_DIR
 
 PRODUCT = "/products/1"
-
-
-class Report:
-    """What a run measured: printed line by line as it goes, or collected for --json."""
-
-    def __init__(self, *, as_json: bool) -> None:
-        self.as_json = as_json
-        self.sections: dict[str, dict[str, Any]] = {}
-        self._current: dict[str, Any] = {}
-
-    def section(self, name: str, title: str) -> None:
-        self._current = self.sections[name] = {"title": title, "lines": [], "figures": {}}
-        if not self.as_json:
-            print(title, flush=True)
-
-    def figures(self, **figures: Any) -> None:
-        self._current["figures"].update(figures)
-
-    def line(self, label: str, value: str, verdict: str = "") -> None:
-        self._current["lines"].append({"label": label.strip(), "value": value, "verdict": verdict})
-        if not self.as_json:
-            print(f"  {label:<58} {value:>18}  {verdict}".rstrip(), flush=True)
-
-    def to_json(self) -> str:
-        misses = sum(line["verdict"].startswith("MISSES") for s in self.sections.values() for line in s["lines"])
-        return msgspec.json.encode({"sections": self.sections, "misses": misses}).decode()
 
 
 def _verdict(ok: bool, detail: str) -> str:
@@ -301,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         top.error(f"unknown section(s): {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
     if not args.dsn or not args.redis_url:
         top.error("no DSN or Redis URL: pass --dsn and --redis-url, or run `ops/dev up` (it writes .run/stack.env)")
+    # The relays and apps the sections run in-process log to stderr, warnings only: stdout is the report.
+    configure_logging(load_settings({}, log_level="warning", log_format="console"))
     sections = list(SECTIONS) if not args.sections or "all" in args.sections else args.sections
     report = Report(as_json=args.json)
     try:

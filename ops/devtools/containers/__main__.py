@@ -1,6 +1,6 @@
 """``ops/compose``: the stack in containers.
 
-    ops/compose up [--instances N] [--redis-cluster] [--no-smoke] [--ca-file FILE]
+    ops/compose up [--instances N] [--redis-cluster] [--ca-file FILE]
     ops/compose status [--json] | logs [SERVICE] [--tail N] | smoke [--json]
     ops/compose down [--volumes] | images [--rebuild]
 

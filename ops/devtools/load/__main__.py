@@ -1,12 +1,14 @@
-"""ops/load: the standard load mix (tests/load/locustfile.py) through nginx, headless, bounded.
+"""ops/load: the standard load mix (tests/load/locustfile.py) through nginx,
+headless and bounded.
 
   ops/load [-t 60s] [-u 40] [-r 10] [--peak] [--json] [-- LOCUST OPTIONS...]
 
-Reads CATALOG_URL and CATALOG_PRIMARY_DSN (exported, else .run/stack.env). Reports go to
-.run/load/<timestamp>_{stats,failures,...}.csv and .html. Options after `--` go to locust as
-they are (`ops/load -- --help` lists them).
-Exit status: 0 the run had no failure and no read-your-writes violation; 1 it had, or the stack
-is unreachable; 2 usage.
+Reads CATALOG_URL and CATALOG_PRIMARY_DSN (exported, else .run/stack.env).
+Reports: .run/load/<timestamp>_{stats,failures,...}.csv and .html. Options
+after `--` go to locust as they are (`ops/load -- --help` lists them).
+
+Exit status: 0 no failure and no read-your-writes violation; 1 there were,
+or the stack is unreachable; 2 usage.
 """
 
 from __future__ import annotations

@@ -1,13 +1,17 @@
-"""ops/dev: the local stack (Postgres primary + streaming replicas, Redis, app instances, nginx),
-from this machine's own binaries, under the run directory (.run/ by default).
+"""ops/dev: the local stack (Postgres primary + streaming replicas, Redis, app
+instances, nginx) from this machine's binaries, under the run directory (.run/).
 
   ops/dev up [--replicas N] [--instances M] [--redis-cluster]
-  ops/dev status | down | destroy | failover [--to REPLICA] | stop SERVICE | start SERVICE
+  ops/dev status | down | destroy | failover [--to REPLICA]
+  ops/dev stop SERVICE | start SERVICE
 
-Ports: CATALOG_DEV_{PRIMARY,REPLICA,REDIS,NGINX,APP_1,APP_2}_PORT (replica i: CATALOG_DEV_REPLICA_<i>_PORT).
-A variable that is set wins over the stack's saved ports: a stopped stack moves to them, a running
-one is refused. Flags may come before or after the command.
-Exit status: 0 ok; 1 something is down or failed (status: not every service runs); 2 usage.
+Ports: CATALOG_DEV_{PRIMARY,REPLICA,REDIS,NGINX,APP_1,APP_2}_PORT, replica i:
+CATALOG_DEV_REPLICA_<i>_PORT. A variable that is set wins over the stack's
+saved ports: a stopped stack moves to them, a running one is refused.
+Flags may come before or after the command.
+
+Exit status: 0 ok; 1 something is down or failed (status: not every service
+runs); 2 usage.
 """
 
 from __future__ import annotations
