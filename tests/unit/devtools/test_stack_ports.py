@@ -5,6 +5,7 @@ usage error (no services are started here)."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,19 @@ def test_destroy_forgets_the_saved_ports(run_dir: Path) -> None:
     again = Stack.load_or_create(run_dir, env={"CATALOG_DEV_PRIMARY_PORT": "45432"})
     assert again.config.primary_port == 45432
     assert again.config.admin_token != stack.config.admin_token, "a new stack gets new secrets"
+
+
+def test_status_says_port_taken_when_another_program_holds_a_port(
+    run_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        monkeypatch.setenv("CATALOG_DEV_NGINX_PORT", str(port))
+        assert main(["--run-dir", str(run_dir), "status"]) == 1
+    out = capsys.readouterr().out
+    nginx = next(line for line in out.splitlines() if line.startswith("nginx"))
+    assert "port taken" in nginx
+    assert "another program listens on the port of nginx" in out
+    assert "nothing runs: `ops/dev up`" in out
