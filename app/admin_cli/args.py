@@ -43,3 +43,19 @@ def unreachable(tool: str, what: str, exc: BaseException | None = None) -> int:
     detail = f": {type(exc).__name__}: {exc}" if exc is not None else ""
     print(f"{tool}: cannot reach {what}{detail} (is the stack up? `ops/dev status`, `ops/dev up`)", file=sys.stderr)
     return 1
+
+
+def global_flags() -> argparse.ArgumentParser:
+    """The parent parser of flags a tool takes before or after its command word: ``--json`` here;
+    each tool adds its own (a DSN, a run directory). Unset flags stay unset (SUPPRESS), so the
+    subcommand's copy does not overwrite a value given before the command word."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    return common
+
+
+def tool_parser(prog: str, description: str | None, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """An ops tool's top-level parser: its docstring as written (synopsis, exit status), the flags."""
+    return argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common]
+    )

@@ -26,7 +26,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from app.admin_cli.args import unreachable
+from app.admin_cli.args import global_flags, tool_parser, unreachable
 from app.contracts.cache_keys import decode_entry
 from app.contracts.product import product_from_row
 from app.core.redis import REDIS_ERRORS, create_redis
@@ -81,7 +81,7 @@ def _truthy(text: str | None) -> bool:
 
 
 def parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = global_flags()
     common.add_argument(
         "--dsn", default=argparse.SUPPRESS, help="primary DSN (default: $CATALOG_PRIMARY_DSN, else .run/stack.env's)"
     )
@@ -94,10 +94,7 @@ def parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="the URL names a node of a Redis Cluster (default: $CATALOG_REDIS_CLUSTER)",
     )
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
-    top = argparse.ArgumentParser(
-        prog="ops/cache", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common]
-    )
+    top = tool_parser("ops/cache", __doc__, common)
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("check", parents=[common], help="compare every cached product with the primary")
     return top

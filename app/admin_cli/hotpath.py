@@ -33,7 +33,7 @@ import httpx
 import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.admin_cli.args import bounded_float, bounded_int, unreachable
+from app.admin_cli.args import bounded_float, bounded_int, global_flags, tool_parser, unreachable
 from app.admin_cli.hotpath_table import console_for, render
 from app.admin_cli.replica_report import replica_rows
 from app.contracts.policy import POLICIES, EndpointPolicy, PathClass
@@ -281,9 +281,7 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(
-        prog="ops/hotpath", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    top = tool_parser("ops/hotpath", __doc__, global_flags())
     env = os.environ.get
     top.add_argument("--urls", default=env("CATALOG_APP_URLS", ""), help="instances to scrape ($CATALOG_APP_URLS)")
     top.add_argument("--primary-dsn", default=env("CATALOG_PRIMARY_DSN"), help="($CATALOG_PRIMARY_DSN)")
@@ -293,13 +291,13 @@ def parser() -> argparse.ArgumentParser:
     )
     top.add_argument("--statements", type=bounded_int(0, 100), default=5, help="top statements (0-100; 0: none)")
     top.add_argument("--wide", action="store_true", help="route, class, freshness and verdict as columns")
-    top.add_argument("--json", action="store_true", help="machine-readable output")
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     top = parser()
     args = top.parse_args(argv)
+    args.json = getattr(args, "json", False)
     if not args.urls.strip(","):
         top.error("no instances: pass --urls, export CATALOG_APP_URLS, or run `ops/dev up` (it writes .run/stack.env)")
     try:

@@ -28,7 +28,7 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from app.admin_cli.args import bounded_float, bounded_int, unreachable
+from app.admin_cli.args import bounded_float, bounded_int, global_flags, tool_parser, unreachable
 from app.core.db import init_connection
 from app.core.sql import queries
 from app.invalidation.retention import purge_processed_within
@@ -240,14 +240,11 @@ async def _purge(conn: asyncpg.Connection[asyncpg.Record], args: argparse.Namesp
 
 
 def parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = global_flags()
     common.add_argument(
         "--dsn", default=argparse.SUPPRESS, help="primary DSN (default: $CATALOG_PRIMARY_DSN, else .run/stack.env's)"
     )
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
-    top = argparse.ArgumentParser(
-        prog="ops/outbox", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common]
-    )
+    top = tool_parser("ops/outbox", __doc__, common)
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     status = sub.add_parser("status", parents=[common], help="pending, oldest pending age, failing events, throughput")
     status.add_argument(

@@ -37,7 +37,7 @@ from pathlib import Path
 import asyncpg
 from redis.exceptions import RedisError
 
-from app.admin_cli.args import bounded_int, unreachable
+from app.admin_cli.args import bounded_int, global_flags, tool_parser, unreachable
 from app.core.logging import configure_logging
 from app.core.settings import load_settings
 from devtools.bench.ceilings import HELLO_PATH
@@ -223,11 +223,8 @@ SECTIONS = {"http": bench_http, "mix": bench_mix, "invalidation": bench_invalida
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(
-        prog="ops/bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    top = tool_parser("ops/bench", __doc__, global_flags())
     top.add_argument("sections", nargs="*", metavar="SECTION", help=f"some of: {', '.join(SECTIONS)} (default: all)")
-    top.add_argument("--json", action="store_true", help="print the figures as one JSON object at the end")
     top.add_argument("--dsn", default=os.environ.get("CATALOG_PRIMARY_DSN"), help="($CATALOG_PRIMARY_DSN)")
     top.add_argument("--redis-url", default=os.environ.get("CATALOG_REDIS_URL"), help="($CATALOG_REDIS_URL)")
     top.add_argument("--run-dir", type=Path, default=PROJECT_DIR / ".run", help="the stack's (default: .run/)")
@@ -271,6 +268,7 @@ async def _preflight(dsn: str, redis_url: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     top = parser()
     args = top.parse_intermixed_args(argv)  # flags before, between or after the sections
+    args.json = getattr(args, "json", False)
     unknown = set(args.sections) - {*SECTIONS, "all"}
     if unknown:
         top.error(f"unknown section(s): {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")

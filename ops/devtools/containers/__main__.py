@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from app.admin_cli.args import global_flags, tool_parser
 from devtools.containers.engine import Engine, EngineError, find_engine
 from devtools.containers.images import BASE_IMAGES, build_base_image, built_from_current_recipe
 from devtools.containers.project import RUN_DIR, Project, describe, dumps
@@ -27,12 +28,9 @@ def say(line: str) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = global_flags()
     common.add_argument("--project", default=argparse.SUPPRESS, help="compose project name (default: catalog)")
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
-    top = argparse.ArgumentParser(
-        prog=TOOL, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common]
-    )
+    top = tool_parser(TOOL, __doc__, common)
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     up = sub.add_parser("up", parents=[common], help="build, start, wait until healthy, smoke-check, print the URL")
     up.add_argument(

@@ -34,6 +34,7 @@ import asyncpg
 from redis.exceptions import RedisError
 from rich.console import Console
 
+from app.admin_cli.args import global_flags, tool_parser
 from devtools.drill.faults import FAULTS
 from devtools.drill.report import render, to_json
 from devtools.drill.runner import run_drill
@@ -71,16 +72,11 @@ _workers = _bounded(int, 1, 256, "use 1 to 256 workers")
 
 
 def parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = global_flags()
     common.add_argument(
         "--run-dir", type=Path, default=argparse.SUPPRESS, help="the stack's run directory (default: .run/)"
     )
-    common.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS, help="print the rows as JSON instead of a table"
-    )
-    top = argparse.ArgumentParser(
-        prog="ops/drill", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common]
-    )
+    top = tool_parser("ops/drill", __doc__, common)
     top.add_argument("--only", type=_fault_names, metavar="NAME,...", help=f"some of: {', '.join(FAULTS)}")
     top.add_argument("--scale", type=_scale, default=1.0, help="multiplies every phase's duration (0-10, default 1)")
     top.add_argument("--workers", type=_workers, default=8, help="concurrent load workers (1-256, default 8)")

@@ -27,7 +27,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from app.admin_cli.args import bounded_float, bounded_int, unreachable
+from app.admin_cli.args import bounded_float, bounded_int, global_flags, tool_parser, unreachable
 from devtools.stack import PROJECT_DIR
 
 TOOL = "ops/load"
@@ -45,7 +45,7 @@ def duration(text: str) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog=TOOL, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    top = tool_parser(TOOL, __doc__, global_flags())
     top.add_argument("-t", "--run-time", type=duration, default="60s", help="how long (default 60s; at most 24h)")
     top.add_argument(
         "-u", "--users", type=bounded_int(1, 9999), default=40, help="simulated users (1-9,999, default 40)"
@@ -53,7 +53,6 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("-r", "--spawn-rate", type=bounded_float(0.1, 1000), default=10, help="users started per second")
     top.add_argument("--peak", action="store_true", help="ramp, hold, spike, recover (tests/load/peak_shape.py)")
     top.add_argument("-H", "--host", default=argparse.SUPPRESS, help="base URL (default: $CATALOG_URL)")
-    top.add_argument("--json", action="store_true", help="a JSON summary per route on stdout")
     top.add_argument("locust", nargs=argparse.REMAINDER, help="after --: options for locust itself")
     return top
 
@@ -88,6 +87,7 @@ def summary(stats_csv: Path) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    args.json = getattr(args, "json", False)
     extra = args.locust[1:] if args.locust[:1] == ["--"] else args.locust
     host = getattr(args, "host", None) or os.environ.get("CATALOG_URL")
     dsn = os.environ.get("CATALOG_PRIMARY_DSN")

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import msgspec
 
+from app.admin_cli.args import global_flags, tool_parser
 from devtools.stack import PROJECT_DIR, Stack, StackError
 from devtools.stack.ports import UsageError, env_port
 
@@ -115,7 +116,7 @@ def _failover(stack: Stack, target: str | None, as_json: bool) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = global_flags()
     common.add_argument(
         "--run-dir",
         type=Path,
@@ -123,10 +124,7 @@ def parser() -> argparse.ArgumentParser:
         help="where the stack's config, env file and links to its data and logs live "
         "(default: $CATALOG_DEV_RUN_DIR, else .run/)",
     )
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
-    top = argparse.ArgumentParser(
-        prog="ops/dev", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common]
-    )
+    top = tool_parser("ops/dev", __doc__, common)
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     up = sub.add_parser("up", parents=[common], help="bring the whole stack up (idempotent), print where it is")
     up.add_argument(
