@@ -59,3 +59,11 @@ def tool_parser(prog: str, description: str | None, common: argparse.ArgumentPar
     return argparse.ArgumentParser(
         prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common]
     )
+
+
+def no_stack(tool: str, missing: str) -> int:
+    """One line for a tool that was given nothing to look at (no flag, nothing exported, no
+    .run/stack.env): the stack is not up as far as it can tell. Exit status 1, as for one that
+    is down."""
+    print(f"{tool}: no stack: {missing} (run `ops/dev up`, which writes .run/stack.env)", file=sys.stderr)
+    return 1

@@ -26,7 +26,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from app.admin_cli.args import global_flags, tool_parser, unreachable
+from app.admin_cli.args import global_flags, no_stack, tool_parser, unreachable
 from app.contracts.cache_keys import decode_entry
 from app.contracts.product import product_from_row
 from app.core.redis import REDIS_ERRORS, create_redis
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     cluster = getattr(args, "redis_cluster", False) or _truthy(os.environ.get("CATALOG_REDIS_CLUSTER"))
     as_json: bool = getattr(args, "json", False)
     if not dsn or not redis_url:
-        top.error("no DSN or Redis URL: pass --dsn and --redis-url, or run `ops/dev up` (it writes .run/stack.env)")
+        return no_stack("ops/cache", "no primary DSN or Redis URL: pass --dsn and --redis-url, or export them")
     try:
         result = asyncio.run(check_cache(dsn, redis_url, cluster=cluster))
     except _UNREACHABLE as exc:

@@ -33,7 +33,7 @@ import httpx
 import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.admin_cli.args import bounded_float, bounded_int, global_flags, tool_parser, unreachable
+from app.admin_cli.args import bounded_float, bounded_int, global_flags, no_stack, tool_parser, unreachable
 from app.admin_cli.hotpath_table import console_for, render
 from app.admin_cli.replica_report import replica_rows
 from app.contracts.policy import POLICIES, EndpointPolicy, PathClass
@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     args = top.parse_args(argv)
     args.json = getattr(args, "json", False)
     if not args.urls.strip(","):
-        top.error("no instances: pass --urls, export CATALOG_APP_URLS, or run `ops/dev up` (it writes .run/stack.env)")
+        return no_stack("ops/hotpath", "no instances: pass --urls or export CATALOG_APP_URLS")
     try:
         return asyncio.run(run(args))
     except KeyboardInterrupt:

@@ -28,7 +28,7 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from app.admin_cli.args import bounded_float, bounded_int, global_flags, tool_parser, unreachable
+from app.admin_cli.args import bounded_float, bounded_int, global_flags, no_stack, tool_parser, unreachable
 from app.core.db import init_connection
 from app.core.sql import queries
 from app.invalidation.retention import purge_processed_within
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     args.json = getattr(args, "json", False)
     args.dsn = getattr(args, "dsn", None) or os.environ.get("CATALOG_PRIMARY_DSN")
     if not args.dsn:
-        top.error("no DSN: pass --dsn, export CATALOG_PRIMARY_DSN, or run `ops/dev up` (it writes .run/stack.env)")
+        return no_stack("ops/outbox", "no primary DSN: pass --dsn or export CATALOG_PRIMARY_DSN")
     try:
         return asyncio.run(run(args))
     except (OSError, asyncpg.PostgresError) as exc:

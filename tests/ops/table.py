@@ -120,3 +120,12 @@ def with_json(row: Row, before: bool) -> tuple[str, ...]:
     if before:
         return ("--json", *row.command)
     return (*row.command, "--json")
+
+
+def never_set_up_env(run_dir: Path) -> dict[str, str]:
+    """As on a fresh checkout where ``ops/dev up`` never ran: every setting empty (set, so the
+    launchers do not fill it from a .run/stack.env this machine may have)."""
+    env = no_stack_env(run_dir)
+    for key in ("CATALOG_URL", "CATALOG_APP_URLS", "CATALOG_PRIMARY_DSN", "CATALOG_REPLICA_DSNS", "CATALOG_REDIS_URL"):
+        env[key] = ""
+    return env

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops.table import ROWS, Row, no_stack_env, run, with_json
+from tests.ops.table import ROWS, Row, never_set_up_env, no_stack_env, run, with_json
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -21,6 +21,16 @@ def env(tmp_path: Path) -> dict[str, str]:
 @pytest.mark.parametrize("row", ROWS, ids=str)
 def test_no_stack_is_exit_1_and_says_what_to_run(row: Row, env: dict[str, str]) -> None:
     ran = run(row, row.command, env)
+    assert ran.code == 1, (ran.code, ran.out, ran.err)
+    assert ran.problems(row.tool) == []
+    assert len([line for line in ran.err.splitlines() if line.strip()]) <= 1, ran.err
+    said = ran.out + ran.err
+    assert "ops/dev up" in said or "ops/compose up" in said or "ops/dev status" in said, said
+
+
+@pytest.mark.parametrize("row", ROWS, ids=str)
+def test_a_stack_never_set_up_is_exit_1_and_says_what_to_run(row: Row, tmp_path: Path) -> None:
+    ran = run(row, row.command, never_set_up_env(tmp_path / "run"))
     assert ran.code == 1, (ran.code, ran.out, ran.err)
     assert ran.problems(row.tool) == []
     assert len([line for line in ran.err.splitlines() if line.strip()]) <= 1, ran.err

@@ -37,7 +37,7 @@ from pathlib import Path
 import asyncpg
 from redis.exceptions import RedisError
 
-from app.admin_cli.args import bounded_int, global_flags, tool_parser, unreachable
+from app.admin_cli.args import bounded_int, global_flags, no_stack, tool_parser, unreachable
 from app.core.logging import configure_logging
 from app.core.settings import load_settings
 from devtools.bench.ceilings import HELLO_PATH
@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         top.error(f"unknown section(s): {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
     if not args.dsn or not args.redis_url:
-        top.error("no DSN or Redis URL: pass --dsn and --redis-url, or run `ops/dev up` (it writes .run/stack.env)")
+        return no_stack("ops/bench", "no primary DSN or Redis URL: pass --dsn and --redis-url, or export them")
     # The relays and apps the sections run in-process log to stderr, warnings only: stdout is the report.
     configure_logging(load_settings({}, log_level="warning", log_format="console"))
     sections = list(SECTIONS) if not args.sections or "all" in args.sections else args.sections
