@@ -38,10 +38,13 @@ ensure_venv() {
     fi
 }
 
-# The stack's settings (.run/stack.env, or $1) under whatever the caller exported: a flag beats an
-# exported variable, which beats the file, which beats the tool's defaults.
+# The stack's settings ($CATALOG_DEV_RUN_DIR/stack.env, .run/ by default, or $1) under whatever
+# the caller exported: a flag beats an exported variable, which beats the file, which beats the
+# tool's defaults.
 load_stack_env() {
-    local file="${1:-$ROOT/.run/stack.env}" line key
+    local run_dir="${CATALOG_DEV_RUN_DIR:-$ROOT/.run}" line key file
+    case "$run_dir" in /*) ;; *) run_dir="$ROOT/$run_dir" ;; esac  # relative: from the checkout, as ops/dev
+    file="${1:-$run_dir/stack.env}"
     [ -f "$file" ] || return 0
     while IFS= read -r line || [ -n "$line" ]; do
         case "$line" in ''|'#'*) continue ;; esac

@@ -30,6 +30,7 @@ from rich.table import Table
 
 from app.admin_cli.args import bounded_float, bounded_int, global_flags, no_stack, tool_parser, unreachable
 from app.core.db import init_connection
+from app.core.settings import CacheSettings
 from app.core.sql import queries
 from app.invalidation.retention import purge_processed_within
 
@@ -279,6 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     args = top.parse_args(argv)
     args.json = getattr(args, "json", False)
     args.dsn = getattr(args, "dsn", None) or os.environ.get("CATALOG_PRIMARY_DSN")
+    if args.command == "purge":
+        # Amnesia recovery re-applies processed batches younger than the fence TTL: keep them.
+        floor = int(os.environ.get("CATALOG_CACHE_FENCE_TTL_S") or CacheSettings().fence_ttl_s)
+        if args.older_than < floor:
+            top.error(f"--older-than must be at least the cache fence TTL ({floor} s): recovery replays newer batches")
     if not args.dsn:
         return no_stack("ops/outbox", "no primary DSN: pass --dsn or export CATALOG_PRIMARY_DSN")
     try:

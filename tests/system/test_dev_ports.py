@@ -20,11 +20,13 @@ def test_a_stopped_stack_moves_to_the_ports_the_environment_asks_for() -> None:
     with own_stack(replicas=1, instances=1) as stack:
         run_dir = stack.run_dir
         env = {"CATALOG_DEV_PRIMARY_PORT": str(free_port()), "CATALOG_DEV_NGINX_PORT": str(free_port())}
+        running = Stack.load_or_create(run_dir, env=env)
         with pytest.raises(UsageError, match="the stack is running"):
-            Stack.load_or_create(run_dir, env=env)
+            running.move_ports(running.pending_moves)
 
         stack.down()
         moved = Stack.load_or_create(run_dir, env=env)
+        moved.move_ports(moved.pending_moves)  # what `ops/dev up` does first
         stack.config = moved.config  # own_stack destroys whatever the stack is at the end
         assert {m.service for m in moved.moved} == {"primary", "nginx"}
         moved.up()

@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     as_json = getattr(args, "json", False)
     try:
-        engine = find_engine(RUN_DIR / "podman-service.log")
+        # Only the commands that make things install an engine; the others use what is there.
+        engine = find_engine(RUN_DIR / "podman-service.log", install=args.command in ("up", "images"))
         project = Project(
             engine,
             name=getattr(args, "project", None) or os.environ.get("CATALOG_COMPOSE_PROJECT", "catalog"),
@@ -94,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _ca_file(args: argparse.Namespace) -> Path | None:
     chosen = args.ca_file or os.environ.get("CATALOG_BUILD_CA_FILE") or os.environ.get("PIP_CERT")
-    return Path(chosen) if chosen else None
+    if not chosen:
+        return None
+    # The launcher runs from the checkout: a relative path is the caller's, from where they were.
+    return Path(os.environ.get("CATALOG_CALLER_CWD", "."), chosen)
 
 
 def cmd_up(project: Project, args: argparse.Namespace, as_json: bool) -> int:

@@ -120,12 +120,14 @@ def _package_installed(package: str) -> bool:
     return result.returncode == 0 and result.stdout.endswith("installed")
 
 
-def start_podman_socket(log: Path) -> Engine:
-    """podman's Docker-compatible API on :data:`PODMAN_SOCKET`, started if nothing serves it."""
-    if shutil.which("apt-get") and shutil.which("dpkg-query"):
+def start_podman_socket(log: Path, *, install: bool = True) -> Engine:
+    """podman's Docker-compatible API on :data:`PODMAN_SOCKET`, started if nothing serves it;
+    with ``install``, podman's packages first (apt-get, as root) where they are missing."""
+    if install and shutil.which("apt-get") and shutil.which("dpkg-query"):
         ensure_podman_packages()
     if not shutil.which("podman"):
-        raise EngineError("no container engine: install Docker, or podman and docker-compose")
+        hint = "install Docker, or podman and docker-compose" if install else "`ops/compose up` sets podman up"
+        raise EngineError(f"no container engine: no Docker engine answers and podman is not installed ({hint})")
     env = {"CONTAINERS_CONF": str(CONTAINERS_CONF), "DOCKER_HOST": f"unix://{PODMAN_SOCKET}"}
     full = {**os.environ, **env}
     if not _socket_answers(full):
@@ -158,6 +160,6 @@ def _socket_answers(env: dict[str, str]) -> bool:
     return result.returncode == 0
 
 
-def find_engine(log: Path) -> Engine:
-    """Docker if one answers, else podman behind its socket."""
-    return _docker_engine() or start_podman_socket(log)
+def find_engine(log: Path, *, install: bool = True) -> Engine:
+    """Docker if one answers, else podman behind its socket (``install``: its packages too)."""
+    return _docker_engine() or start_podman_socket(log, install=install)

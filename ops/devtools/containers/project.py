@@ -91,7 +91,13 @@ class Project:
         values: dict[str, str] = {}
         keys = (*SECRETS, *DEFAULTS)
         for key in keys:
-            chosen = self.overrides.get(key) or os.environ.get(key) or saved.get(key)
+            given = self.overrides.get(key) or os.environ.get(key)
+            if key in SECRETS and given and saved.get(key) and given != saved[key]:
+                raise EngineError(
+                    f"{key} is set to another value than the one this project's volumes were made with "
+                    f"({self.env_file}): unset it, or `ops/compose down --volumes` to start afresh"
+                )
+            chosen = given or saved.get(key)
             if chosen is None:
                 chosen = DEFAULTS.get(key) or secrets.token_urlsafe(24)
             values[key] = chosen

@@ -170,27 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             env=os.environ,
             **_overrides(),
         )
-        if args.command == "up":
-            for move in stack.moved:
-                print(f"ports from the environment: {move}")
-            stack.up()
-            _print_up(stack, run_dir, as_json)
-        elif args.command == "down":
-            stack.down()
-            print("stack stopped")
-        elif args.command == "destroy":
-            stack.destroy()
-            print("stack stopped; its data and config deleted")
-        elif args.command == "status":
-            return _print_status(stack, as_json)
-        elif args.command == "failover":
-            _failover(stack, args.to, as_json)
-        elif args.command == "stop":
-            stack.stop(args.service)
-            print(f"{args.service}: stopped")
-        elif args.command == "start":
-            stack.start(args.service)
-            print(f"{args.service}: running")
+        return _command(stack, args, run_dir, as_json)
     except UsageError as exc:
         print(f"ops/dev: {exc}", file=sys.stderr)
         return 2
@@ -200,6 +180,32 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ops/dev: interrupted", file=sys.stderr)
         return 130
+
+
+def _command(stack: Stack, args: argparse.Namespace, run_dir: Path, as_json: bool) -> int:
+    if args.command != "up":
+        for move in stack.pending_moves:  # only `up` moves a stack; say so rather than ignore it
+            print(f"ops/dev: {move.variable} asks for {move.new}; {move.service} stays on {move.old} "
+                  "until `ops/dev up` moves it", file=sys.stderr)  # fmt: skip
+    if args.command == "up":
+        stack.move_ports(stack.pending_moves)
+        for move in stack.moved:
+            print(f"ports from the environment: {move}")
+        stack.up()
+        _print_up(stack, run_dir, as_json)
+    elif args.command == "down":
+        stack.down()
+        print("stack stopped")
+    elif args.command == "destroy":
+        stack.destroy()
+        print("stack stopped; its data and config deleted")
+    elif args.command == "status":
+        return _print_status(stack, as_json)
+    elif args.command == "failover":
+        _failover(stack, args.to, as_json)
+    elif args.command in ("stop", "start"):
+        getattr(stack, args.command)(args.service)
+        print(f"{args.service}: {'stopped' if args.command == 'stop' else 'running'}")
     return 0
 
 

@@ -42,6 +42,7 @@ class Stack:
     apps: Apps = field(init=False, repr=False)
     nginx: Nginx = field(init=False, repr=False)
     moved: list[ports.Move] = field(default_factory=list, init=False, repr=False)  # ports taken from the environment
+    pending_moves: list[ports.Move] = field(default_factory=list, init=False, repr=False)  # asked for, not yet taken
 
     def __post_init__(self) -> None:
         self.host = Host(quiet=self.quiet)
@@ -123,7 +124,11 @@ class Stack:
                 )
             config = msgspec.structs.replace(config, **topology_ports(env, *want, known=config))
         stack = cls(config)
-        stack.move_ports(ports.wanted_moves(config, env))
+        wanted = ports.wanted_moves(config, env)
+        if Path(config.base_dir).exists():
+            stack.pending_moves = wanted  # data to move with: only `up` does it (move_ports)
+        else:
+            stack.move_ports(wanted)  # nothing made yet: the stack simply is where it is asked to be
         return stack
 
     def move_ports(self, moves: list[ports.Move]) -> None:
@@ -144,6 +149,7 @@ class Stack:
             for replica in self.config.replicas:
                 self.postgres.repoint(replica, old_primary, self.config.primary_port)
         self.moved = moves
+        self.pending_moves = []
 
     def save(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[3]
         (outbox.main, ["purge", "--older-than", "1s", "--batch-size", "-5"]),
         (outbox.main, ["purge", "--older-than", "1s", "--batch-size", "many"]),
         (outbox.main, ["purge", "--older-than", "-1h"]),
+        (outbox.main, ["purge", "--older-than", "1m"]),  # younger than the fence TTL: recovery needs them
         (outbox.main, ["tail", "--limit", "0"]),
         (hotpath.main, ["--window", "-5"]),
         (hotpath.main, ["--window", "nan"]),

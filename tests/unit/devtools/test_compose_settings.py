@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from devtools.containers import project as project_module
-from devtools.containers.engine import Engine
+from devtools.containers.engine import Engine, EngineError
 from devtools.containers.project import Project
 
 ENGINE = Engine(kind="docker", cli="docker", compose=("docker", "compose"))
@@ -54,3 +54,17 @@ def test_flag_beats_environment_beats_file_beats_default(monkeypatch: pytest.Mon
 
 def test_plain_http_gets_a_cookie_the_browser_sends_back() -> None:
     assert Project(ENGINE, name="demo").settings()["CATALOG_RYW_COOKIE_SECURE"] == "false"
+
+
+def test_a_secret_other_than_the_volumes_is_refused_not_saved(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = Project(ENGINE, name="demo")
+    first.save(first.settings())
+    kept = first.saved()["POSTGRES_PASSWORD"]
+    monkeypatch.setenv("POSTGRES_PASSWORD", "something-else")
+    with pytest.raises(
+        EngineError, match="POSTGRES_PASSWORD is set to another value than the one this project's volumes"
+    ):
+        Project(ENGINE, name="demo").settings()
+    assert Project(ENGINE, name="demo").saved()["POSTGRES_PASSWORD"] == kept
+    monkeypatch.setenv("POSTGRES_PASSWORD", kept)
+    assert Project(ENGINE, name="demo").settings()["POSTGRES_PASSWORD"] == kept

@@ -59,8 +59,10 @@ def test_a_stack_without_data_takes_the_ports_the_environment_asks_for(run_dir: 
 def test_a_running_stack_is_not_moved_under_its_users(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _saved_stack(run_dir, with_data=True)
     monkeypatch.setattr(Stack, "running", lambda self, service: service == "primary")
+    stack = Stack.load_or_create(run_dir, env={"CATALOG_DEV_NGINX_PORT": "48080"})
+    assert stack.config.nginx_port == 8080, "loading a stack moves nothing: only `up` does"
     with pytest.raises(UsageError) as refused:
-        Stack.load_or_create(run_dir, env={"CATALOG_DEV_NGINX_PORT": "48080"})
+        stack.move_ports(stack.pending_moves)
     message = str(refused.value)
     assert "the stack is running (primary)" in message
     assert "nginx 8080 -> 48080 (CATALOG_DEV_NGINX_PORT)" in message
@@ -71,6 +73,7 @@ def test_the_same_ports_as_saved_are_no_move(run_dir: Path, monkeypatch: pytest.
     _saved_stack(run_dir, with_data=True)
     monkeypatch.setattr(Stack, "running", lambda self, service: True)
     stack = Stack.load_or_create(run_dir, env={"CATALOG_DEV_PRIMARY_PORT": "55432"})
+    assert stack.pending_moves == []
     assert stack.moved == []
 
 
@@ -98,3 +101,15 @@ def test_status_says_port_taken_when_another_program_holds_a_port(
     assert "port taken" in nginx
     assert "another program listens on the port of nginx" in out
     assert "nothing runs: `ops/dev up`" in out
+
+
+def test_only_up_moves_a_stack_other_commands_say_so(
+    run_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _saved_stack(run_dir, with_data=True)
+    monkeypatch.setenv("CATALOG_DEV_PRIMARY_PORT", "45432")
+    assert main(["--run-dir", str(run_dir), "status"]) == 1
+    captured = capsys.readouterr()
+    assert "CATALOG_DEV_PRIMARY_PORT asks for 45432; primary stays on 55432 until `ops/dev up` moves it" in captured.err
+    assert "55432" in next(line for line in captured.out.splitlines() if line.startswith("primary"))
+    assert Stack.load_or_create(run_dir, env={}).config.primary_port == 55432
