@@ -245,7 +245,7 @@ def _container(info: dict[str, object]) -> Container:
         service=str(labels.get(SERVICE_LABEL, "?")) if isinstance(labels, dict) else "?",
         state=str(state.get("Status", "unknown")),
         exit_code=int(state.get("ExitCode") or 0),
-        health=(str(status) or "starting") if has_check else None,
+        health=(str(status) if status else "starting") if has_check else None,
         interval_s=(int(interval_ns) / 1e9) if isinstance(interval_ns, int) and interval_ns > 0 else 5.0,
     )
 
