@@ -19,12 +19,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
 
-from app.admin_cli.args import global_flags, tool_parser
+from app.admin_cli.args import bounded_int, global_flags, tool_parser
 from devtools.stack import PROJECT_DIR, Stack, StackError
 from devtools.stack.ports import UsageError, env_port
 
@@ -54,19 +53,6 @@ def _overrides() -> dict[str, object]:
             raise UsageError(f"CATALOG_DEV_PRODUCTS={raw!r}: use a whole number from 1 to 10,000,000")
         values["products"] = int(raw)
     return values
-
-
-def _count(low: int, high: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{raw}: choose {low} to {high}")
-        return value
-
-    return parse
 
 
 def _state(row: dict[str, object]) -> str:
@@ -129,13 +115,13 @@ def parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", parents=[common], help="bring the whole stack up (idempotent), print where it is")
     up.add_argument(
         "--replicas",
-        type=_count(1, MAX_REPLICAS),
+        type=bounded_int(1, MAX_REPLICAS),
         metavar="N",
         help=f"streaming replicas replica-1..N, 1-{MAX_REPLICAS} (default 1; an existing stack keeps its number)",
     )
     up.add_argument(
         "--instances",
-        type=_count(1, MAX_INSTANCES),
+        type=bounded_int(1, MAX_INSTANCES),
         metavar="M",
         help=f"app instances app-1..M behind nginx, 1-{MAX_INSTANCES} (default 2; an existing stack keeps its number)",
     )
