@@ -5,4 +5,10 @@ directory, so it never collides with a running dev stack; ``CATALOG_TEST_BACKEND
 and Redis in containers instead (``tests/fixtures/backend.py``).
 """
 
-pytest_plugins = ["tests.fixtures.backend", "tests.fixtures.stack", "tests.fixtures.database", "tests.fixtures.app"]
+pytest_plugins = [
+    "tests.fixtures.backend",
+    "tests.fixtures.engine",
+    "tests.fixtures.stack",
+    "tests.fixtures.database",
+    "tests.fixtures.app",
+]

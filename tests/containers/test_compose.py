@@ -22,7 +22,7 @@ import certifi
 import httpx
 import pytest
 
-from devtools.containers.engine import Engine, find_engine
+from devtools.containers.engine import Engine
 from devtools.stack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,11 +74,11 @@ def _leftovers(engine: Engine, project: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def deployed() -> Iterator[Deployed]:
+def deployed(container_engine: Engine) -> Iterator[Deployed]:
     project = f"catalogtest{os.getpid()}"
     http_port = free_port()
     env = {**os.environ, "CATALOG_PROMETHEUS_PORT": str(free_port())}
-    engine = find_engine(ROOT / ".run" / "compose" / "podman-service.log")
+    engine = container_engine  # ops/compose finds the session's service and uses it
     command = [COMPOSE, "up", "--project", project, "--http-port", str(http_port), "--instances", "2"]
     up = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1200, check=False)
     try:

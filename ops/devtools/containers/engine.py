@@ -20,8 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 CONTAINERS_CONF = ROOT / "ops" / "containers" / "engine" / "containers.conf"
 PODMAN_SOCKET = Path("/run/podman/podman.sock")
-# The socket service exits by itself after this long without a request: nothing to clean up.
+# A service ``ops/compose`` leaves behind exits by itself after this long without a request; one
+# the tests start is theirs and stopped at the end of the session (:meth:`Engine.stop_service`).
 PODMAN_IDLE_S = 900
+SERVICE_STOP_S = 15.0
 PODMAN_PACKAGES = (
     "podman", "buildah", "mmdebstrap", "runc", "fuse-overlayfs", "slirp4netns", "uidmap",
     "iptables", "netavark", "aardvark-dns", "docker-compose",
@@ -39,6 +41,19 @@ class Engine:
     compose: tuple[str, ...]  # "docker compose" or "docker-compose"
     env: dict[str, str] = field(default_factory=dict)  # DOCKER_HOST, CONTAINERS_CONF for the children
     drives_health: bool = False  # podman without systemd: healthchecks run only when asked
+    # The API service process this caller started and owns (``own_service=True``), if any.
+    service: subprocess.Popen[bytes] | None = field(default=None, compare=False, repr=False)
+
+    def stop_service(self) -> None:
+        """Stop and reap the API service this caller started (nothing if it found one running)."""
+        if self.service is None or self.service.poll() is not None:
+            return
+        self.service.terminate()
+        try:
+            self.service.wait(timeout=SERVICE_STOP_S)
+        except subprocess.TimeoutExpired:
+            self.service.kill()
+            self.service.wait(timeout=SERVICE_STOP_S)
 
     def environ(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         return {**os.environ, **self.env, **(extra or {})}
@@ -120,46 +135,64 @@ def _package_installed(package: str) -> bool:
     return result.returncode == 0 and result.stdout.endswith("installed")
 
 
-def start_podman_socket(log: Path, *, install: bool = True) -> Engine:
-    """podman's Docker-compatible API on :data:`PODMAN_SOCKET`, started if nothing serves it;
-    with ``install``, podman's packages first (apt-get, as root) where they are missing."""
+def start_podman_socket(
+    log: Path, *, install: bool = True, own_service: bool = False, socket: Path = PODMAN_SOCKET
+) -> Engine:
+    """podman's Docker-compatible API on ``socket``, started if nothing serves it; with
+    ``install``, podman's packages first (apt-get, as root) where they are missing.
+
+    Who owns a service started here is explicit. ``own_service``: the caller, through
+    :attr:`Engine.service`, and it must call :meth:`Engine.stop_service` (the test fixtures do, at
+    the end of the session). Otherwise the service is handed over: detached into a session of its
+    own, its launcher reaped at once, and it exits by itself after :data:`PODMAN_IDLE_S` idle."""
     if install and shutil.which("apt-get") and shutil.which("dpkg-query"):
         ensure_podman_packages()
     if not shutil.which("podman"):
         hint = "install Docker, or podman and docker-compose" if install else "`ops/compose up` sets podman up"
         raise EngineError(f"no container engine: no Docker engine answers and podman is not installed ({hint})")
-    env = {"CONTAINERS_CONF": str(CONTAINERS_CONF), "DOCKER_HOST": f"unix://{PODMAN_SOCKET}"}
+    env = {"CONTAINERS_CONF": str(CONTAINERS_CONF), "DOCKER_HOST": f"unix://{socket}"}
     full = {**os.environ, **env}
-    if not _socket_answers(full):
-        PODMAN_SOCKET.parent.mkdir(parents=True, exist_ok=True)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("ab") as out:
-            subprocess.Popen(
-                ["podman", "system", "service", "--time", str(PODMAN_IDLE_S), f"unix://{PODMAN_SOCKET}"],
-                env=full,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                start_new_session=True,
-            )
+    service: subprocess.Popen[bytes] | None = None
+    if not _socket_answers(full, socket):
+        service = _start_service(socket, log, full, detached=not own_service)
         deadline = time.monotonic() + 20
-        while not _socket_answers(full):
-            if time.monotonic() > deadline:
+        while not _socket_answers(full, socket):
+            if time.monotonic() > deadline or (service is not None and service.poll() is not None):
+                if service is not None:
+                    Engine("podman", "podman", (), service=service).stop_service()
                 raise EngineError(f"podman's API socket did not come up in 20 s (see {log})")
             time.sleep(0.2)
     compose = _compose_for(full)
     if compose is None:
         raise EngineError("podman runs but docker-compose is not installed: `apt-get install docker-compose`")
-    return Engine(kind="podman", cli="podman", compose=compose, env=env, drives_health=True)
+    return Engine(kind="podman", cli="podman", compose=compose, env=env, drives_health=True, service=service)
 
 
-def _socket_answers(env: dict[str, str]) -> bool:
-    if not PODMAN_SOCKET.exists():
+def _start_service(socket: Path, log: Path, env: dict[str, str], *, detached: bool) -> subprocess.Popen[bytes] | None:
+    """``podman system service`` on ``socket``: the process (``detached=False``), or None once a
+    detached one is on its own (``setsid --fork`` starts it and exits; we reap that launcher)."""
+    socket.parent.mkdir(parents=True, exist_ok=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    command = ["podman", "system", "service", "--time", str(PODMAN_IDLE_S), f"unix://{socket}"]
+    with log.open("ab") as out:
+        if detached:
+            subprocess.run(
+                ["setsid", "--fork", *command], env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out, check=True
+            )
+            return None
+        return subprocess.Popen(
+            command, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+        )
+
+
+def _socket_answers(env: dict[str, str], socket: Path = PODMAN_SOCKET) -> bool:
+    if not socket.exists():
         return False
     result = _run(["podman", "--remote", "--url", env["DOCKER_HOST"], "version"], env, check=False, timeout=10)
     return result.returncode == 0
 
 
-def find_engine(log: Path, *, install: bool = True) -> Engine:
-    """Docker if one answers, else podman behind its socket (``install``: its packages too)."""
-    return _docker_engine() or start_podman_socket(log, install=install)
+def find_engine(log: Path, *, install: bool = True, own_service: bool = False) -> Engine:
+    """Docker if one answers, else podman behind its socket (``install``: its packages too;
+    ``own_service``: a service started here is the caller's to stop, see :func:`start_podman_socket`)."""
+    return _docker_engine() or start_podman_socket(log, install=install, own_service=own_service)

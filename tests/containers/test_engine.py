@@ -1,0 +1,80 @@
+"""Who owns podman's API service: a caller that starts it for itself stops and reaps it; one that
+hands it over (``ops/compose``) leaves no child of its own behind. Each on a socket of its own, so
+the session's service is not touched."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from devtools.containers.engine import Engine, start_podman_socket
+
+
+@pytest.fixture(autouse=True)
+def _podman(container_engine: Engine) -> None:
+    """The session's engine set podman up (installed where missing); on Docker there is no service."""
+    if container_engine.kind != "podman":
+        pytest.skip("the engine is Docker: no API service of ours to own")
+
+
+def _services_on(socket: Path) -> list[int]:
+    found = subprocess.run(
+        ["pgrep", "-f", f"system service .*unix://{socket}"], capture_output=True, text=True, check=False
+    )
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def _children() -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(os.getpid())], capture_output=True, text=True, check=False)
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def test_an_owned_service_is_stopped_and_reaped(tmp_path: Path) -> None:
+    socket = tmp_path / "podman.sock"
+    engine = start_podman_socket(tmp_path / "service.log", install=False, own_service=True, socket=socket)
+    assert engine.service is not None, "nothing served the socket, so this caller started the service"
+    pid = engine.service.pid
+    assert engine.run("--remote", "--url", f"unix://{socket}", "version").returncode == 0
+    assert _services_on(socket) == [pid]
+
+    engine.stop_service()
+
+    assert engine.service.returncode is not None, "stopped and waited for: no zombie, no ResourceWarning"
+    assert not Path(f"/proc/{pid}").exists()
+    assert _services_on(socket) == []
+
+
+def test_a_service_found_running_is_used_not_owned(tmp_path: Path) -> None:
+    socket = tmp_path / "podman.sock"
+    first = start_podman_socket(tmp_path / "service.log", install=False, own_service=True, socket=socket)
+    try:
+        second = start_podman_socket(tmp_path / "service.log", install=False, own_service=True, socket=socket)
+        assert second.service is None, "a running service is not started twice, nor stopped by a mere user"
+        second.stop_service()
+        assert first.service is not None
+        assert first.service.poll() is None
+    finally:
+        first.stop_service()
+
+
+def test_a_handed_over_service_leaves_no_child_behind(tmp_path: Path) -> None:
+    socket = tmp_path / "podman.sock"
+    before = set(_children())
+    engine: Engine = start_podman_socket(tmp_path / "service.log", install=False, socket=socket)
+    try:
+        assert engine.service is None
+        services = _services_on(socket)
+        assert len(services) == 1, "the service runs on its own"
+        assert set(_children()) == before, "its launcher was reaped; the service is not our child"
+        assert os.getsid(services[0]) != os.getsid(0), "in a session of its own: our end is not its end"
+    finally:
+        for pid in _services_on(socket):
+            os.kill(pid, 15)
+        deadline = time.monotonic() + 15
+        while _services_on(socket) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert _services_on(socket) == []
