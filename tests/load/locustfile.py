@@ -14,21 +14,26 @@ writer users who read their own write back at once, and ~3% checkouts that send 
 shopper last saw. A writer who does not see their own write is a read-your-writes violation: a
 locust failure, and a non-zero exit.
 
-Environment: CATALOG_URL (the -H host), CATALOG_ADMIN_TOKEN, CATALOG_LOAD_PRODUCTS (highest
-product id), CATALOG_LOAD_CATEGORIES, CATALOG_LOAD_CHECKOUT (0 to leave checkouts out).
+Product ids are drawn from the products that exist (ops/devtools/load/universe.py): ``ops/load``
+writes the live ids to CATALOG_LOAD_IDS_FILE and keeps it current while the run lasts, so a 404
+on a product the mix picked is a real failure, but for one archived since the last refresh.
+
+Environment: CATALOG_URL (the -H host), CATALOG_ADMIN_TOKEN, CATALOG_LOAD_IDS_FILE (live product
+ids; without it, 1..CATALOG_LOAD_PRODUCTS), CATALOG_LOAD_CATEGORIES, CATALOG_LOAD_CHECKOUT (0 to
+leave checkouts out).
 """
 
 from __future__ import annotations
 
-import bisect
-import itertools
 import os
 import random
+from pathlib import Path
 from typing import Any
 
 from locust import FastHttpUser, between, events, task
 
 from app.seed.vocabulary import ADJECTIVES, BRANDS, CATEGORIES, MATERIALS
+from devtools.load.universe import ProductUniverse, zipf_sampler
 
 PRODUCTS = int(os.environ.get("CATALOG_LOAD_PRODUCTS", "10000"))
 CATEGORY_COUNT = int(os.environ.get("CATALOG_LOAD_CATEGORIES", "16"))
@@ -39,20 +44,8 @@ CHECKOUTS = os.environ.get("CATALOG_LOAD_CHECKOUT", "1") == "1"
 _violations = 0
 
 
-def _zipf_sampler(n: int, s: float, seed: int = 7) -> Any:
-    """Product ids by Zipf popularity: rank k has weight 1/k^s; ranks map to shuffled ids."""
-    cumulative = list(itertools.accumulate(1.0 / (k**s) for k in range(1, n + 1)))
-    total = cumulative[-1]
-    ids = list(range(1, n + 1))
-    random.Random(seed).shuffle(ids)
-
-    def sample() -> int:
-        return ids[bisect.bisect_left(cumulative, random.random() * total)]
-
-    return sample
-
-
-popular_product = _zipf_sampler(PRODUCTS, ZIPF_S)
+_IDS_FILE = os.environ.get("CATALOG_LOAD_IDS_FILE")
+popular_product = ProductUniverse(Path(_IDS_FILE) if _IDS_FILE else None, fallback=PRODUCTS, s=ZIPF_S)
 _NOUNS = [noun for nouns in CATEGORIES.values() for noun in nouns]
 
 
@@ -75,11 +68,11 @@ def _make_search_term(rng: random.Random) -> str:
 # 3000 distinct queries built from the seeded vocabulary, typos included).
 _rng = random.Random(11)
 _QUERIES = [_make_search_term(_rng) for _ in range(3000)]
-_popular_query_rank = _zipf_sampler(len(_QUERIES), 1.0, seed=13)
+_popular_query = zipf_sampler(range(len(_QUERIES)), 1.0, seed=13)
 
 
 def _search_term() -> str:
-    return _QUERIES[_popular_query_rank() - 1]
+    return _QUERIES[_popular_query()]
 
 
 def _violation(user: FastHttpUser, name: str, detail: str) -> None:
@@ -218,8 +211,6 @@ class Writer(FastHttpUser):
                 response.success()
                 written = response.json()
                 self._check_own_write(product_id, written["version"], {"inventory": written["inventory"]})
-            elif response.status_code == 404:
-                response.success()
 
 
 @events.quitting.add_listener

@@ -21,6 +21,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -28,6 +29,7 @@ import asyncpg
 import httpx
 
 from app.admin_cli.args import bounded_float, bounded_int, global_flags, tool_parser, unreachable
+from devtools.load.universe import keep_written, live_ids, write_ids
 from devtools.stack import PROJECT_DIR
 
 TOOL = "ops/load"
@@ -57,14 +59,14 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-async def catalog_size(dsn: str) -> tuple[int, int]:
+async def catalog_size(dsn: str) -> tuple[list[int], int]:
+    """The live products' ids and the highest category id."""
     conn = await asyncpg.connect(dsn, timeout=3)
     try:
-        row = await conn.fetchrow("SELECT (SELECT max(id) FROM products) AS p, (SELECT max(id) FROM categories) AS c")
+        categories = await conn.fetchval("SELECT max(id) FROM categories")
     finally:
         await conn.close()
-    assert row is not None
-    return int(row["p"] or 0), int(row["c"] or 0)
+    return await live_ids(dsn), int(categories or 0)
 
 
 def summary(stats_csv: Path) -> dict[str, object]:
@@ -103,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         products, categories = asyncio.run(catalog_size(dsn))
     except (httpx.HTTPError, OSError, asyncpg.PostgresError) as exc:
         return unreachable(TOOL, f"the stack at {host}", exc)
+    if not products:
+        print(f"{TOOL}: the catalog has no live products to load (`ops/dev up` seeds a fresh one)", file=sys.stderr)
+        return 1
     files = "tests/load/locustfile.py" + (",tests/load/peak_shape.py" if args.peak else "")
     shape = [] if args.peak else ["-t", args.run_time, "-u", str(args.users), "-r", f"{args.spawn_rate:g}"]
     reports = PROJECT_DIR / ".run" / "load"
@@ -112,7 +117,18 @@ def main(argv: list[str] | None = None) -> int:
         str(Path(sys.executable).parent / "locust"), "-f", files, "--headless", "-H", host, *shape,
         "--csv", str(stamp), "--html", f"{stamp}.html", "--only-summary", "--stop-timeout", "5", *extra,
     ]  # fmt: skip
-    env = {**os.environ, "CATALOG_LOAD_PRODUCTS": str(products), "CATALOG_LOAD_CATEGORIES": str(categories)}
+    # The ids the mix draws from: the live products, kept current while locust runs.
+    ids_file = Path(f"{stamp}_ids.txt")
+    write_ids(ids_file, products)
+    env = {
+        **os.environ,
+        "CATALOG_LOAD_IDS_FILE": str(ids_file),
+        "CATALOG_LOAD_PRODUCTS": str(max(products)),
+        "CATALOG_LOAD_CATEGORIES": str(categories),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_DIR / "ops"), os.environ.get("PYTHONPATH")) if p),
+    }
+    stop = threading.Event()
+    refresher = keep_written(dsn, ids_file, stop)
     try:
         result = subprocess.run(
             command, cwd=PROJECT_DIR, env=env, check=False, stdout=sys.stderr if args.json else None
@@ -120,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{TOOL}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        stop.set()
+        refresher.join(timeout=10)
     if args.json:
         stats = Path(f"{stamp}_stats.csv")
         report = summary(stats) if stats.exists() else {"routes": []}
