@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from devtools.stack.config import PROJECT_DIR, StackConfig, StackError, ensure_port_free
 from devtools.stack.layout import Layout
-from devtools.stack.system import Host, wait_for
+from devtools.stack.system import Host, last_log_line, wait_for
 
 
 @dataclass
@@ -47,14 +47,14 @@ class Apps:
 
         def healthy() -> bool:
             if proc.poll() is not None:
-                raise StackError(f"{service} exited ({proc.returncode}); see {log_path}")
+                raise StackError(f"{service} exited ({proc.returncode}){last_log_line(log_path)}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
                     return bool(r.status == 200)
             except OSError:
                 return False
 
-        wait_for(healthy, f"{service} on port {port}")
+        wait_for(healthy, f"{service} on port {port}", log=log_path)
 
     def stop(self, service: str, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
         child = self._children.pop(service, None)

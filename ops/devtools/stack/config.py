@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import socket
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -18,6 +20,8 @@ APP_ROLE = "catalog_app"
 DB_NAME = "catalog"
 # Three masters and a replica each: what a failover drill needs, small enough for a laptop.
 REDIS_CLUSTER_NODES = 6
+# A cluster node also listens on its bus port, its own port + 10000 (redis-server's default).
+REDIS_BUS_OFFSET = 10_000
 
 
 class StackError(RuntimeError):
@@ -78,16 +82,34 @@ class StackConfig(msgspec.Struct, kw_only=True):
         ports = {"primary": self.primary_port, "redis": self.redis_port, "nginx": self.nginx_port}
         return ports[service]
 
+    def bus_port_of(self, service: str) -> int | None:
+        """A Redis Cluster node's cluster bus port; None for every other service."""
+        if self.redis_cluster and service.startswith("redis-"):
+            return self.port_of(service) + REDIS_BUS_OFFSET
+        return None
+
+    def ports_of(self, service: str) -> list[int]:
+        """Every port ``service`` listens on: its own, and a cluster node's bus port."""
+        bus = self.bus_port_of(service)
+        return [self.port_of(service), *([bus] if bus is not None else [])]
+
     def check_ports(self) -> None:
-        """Refuse a config in which two services share a port (a follow-on port landing on another's)."""
+        """Refuse a config in which two services share a port (a follow-on port or a cluster bus
+        port landing on another's), or a cluster node whose bus port would pass 65535."""
         owners: dict[int, str] = {}
         for service in self.services:
-            port = self.port_of(service)
-            if port in owners:
-                raise StackError(
-                    f"{owners[port]} and {service} would both use port {port}; set {port_variable(service)}"
-                )
-            owners[port] = service
+            for port in self.ports_of(service):
+                if port > 65535:
+                    raise StackError(
+                        f"{service} on port {self.port_of(service)} would need cluster bus port {port} "
+                        f"(port + {REDIS_BUS_OFFSET}), past 65535; set {port_variable(service)} "
+                        f"to at most {65535 - REDIS_BUS_OFFSET - REDIS_CLUSTER_NODES + 1}"
+                    )
+                if port in owners:
+                    raise StackError(
+                        f"{owners[port]} and {service} would both use port {port}; set {port_variable(service)}"
+                    )
+                owners[port] = service
 
     def superuser_dsn(self, port: int, db: str = DB_NAME) -> str:
         return f"postgresql://postgres@127.0.0.1:{port}/{db}"
@@ -213,15 +235,34 @@ def port_open(port: int, timeout: float = 0.2) -> bool:
         return False
 
 
+def port_holder(port: int) -> str:
+    """Who listens on ``port``, as ``ss`` names it ("redis-server pid 1234"), or "another program"."""
+    if shutil.which("ss") is None:
+        return "another program"
+    found = subprocess.run(
+        ["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True, check=False, timeout=5
+    ).stdout
+    # users:(("redis-server",pid=1234,fd=6))
+    start = found.find('users:(("')
+    if start < 0:
+        return "another program"
+    name, _, rest = found[start + len('users:(("') :].partition('"')
+    pid = rest.split("pid=", 1)[1].split(",", 1)[0] if "pid=" in rest else ""
+    return f"{name} (pid {pid})" if pid else name
+
+
 def ensure_port_free(config: StackConfig, service: str) -> None:
-    """Refuse to start ``service`` on a port another program holds, naming the variable that moves it."""
-    port = config.port_of(service)
-    if port_open(port):
+    """Refuse to start ``service`` on a port another program holds (a cluster node's bus port
+    too), naming the port, its holder and the variable that moves it."""
+    for port in config.ports_of(service):
+        if not port_open(port):
+            continue
         variable = port_variable(service)
+        what = f"for {service}" if port == config.port_of(service) else f"the cluster bus port of {service}"
         if os.environ.get(variable):
             where = f"{variable}={os.environ[variable]}"
             fix = f"stop that program, or set {variable} to a free port"
         else:
             where = f"{variable} not set"
             fix = f"stop that program, or set {variable} to a free port (a stopped stack moves to it)"
-        raise StackError(f"port {port} (for {service}, {where}) is in use by another program: {fix}")
+        raise StackError(f"port {port} ({what}, {where}) is in use by {port_holder(port)}: {fix}")

@@ -88,7 +88,11 @@ class Nginx:
         main = self.write_conf()
         self.host.run([which("nginx"), "-p", str(self.prefix), "-c", str(main), "-t", "-q"])
         self.host.run([which("nginx"), "-p", str(self.prefix), "-c", str(main)])
-        wait_for(lambda: self.layout.running("nginx") and port_open(self.config.nginx_port), "nginx")
+        wait_for(
+            lambda: self.layout.running("nginx") and port_open(self.config.nginx_port),
+            "nginx",
+            log=self.layout.logs_dir / "nginx-error.log",
+        )
 
     def stop(self) -> None:
         self.layout.stop("nginx", signal.SIGQUIT)  # graceful: in-flight requests finish

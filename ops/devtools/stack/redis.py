@@ -45,6 +45,7 @@ class Redis:
         data = self.layout.data_dir(node)
         data.mkdir(exist_ok=True)
         port = self.config.port_of(node)
+        log = self.layout.logs_dir / f"{node}.log"
         cluster = (
             [
                 "--cluster-enabled",
@@ -77,14 +78,14 @@ class Redis:
                 "--pidfile",
                 str(self.layout.pidfile(node)),
                 "--logfile",
-                str(self.layout.logs_dir / f"{node}.log"),
+                str(log),
                 "--dir",
                 str(data),
                 *server_settings(cluster=self.config.redis_cluster),
                 *cluster,
             ]
         )
-        wait_for(lambda: self.layout.running(node) and port_open(port), node)
+        wait_for(lambda: self.layout.running(node) and port_open(port), node, log=log)
 
     def start_all(self) -> None:
         for node in self.config.redis_nodes:

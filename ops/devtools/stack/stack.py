@@ -19,7 +19,14 @@ import msgspec
 
 from devtools.stack import ports
 from devtools.stack.apps import Apps
-from devtools.stack.config import StackConfig, StackError, default_base_dir, port_open, topology_ports
+from devtools.stack.config import (
+    StackConfig,
+    StackError,
+    default_base_dir,
+    ensure_port_free,
+    port_open,
+    topology_ports,
+)
 from devtools.stack.database import prepare_database
 from devtools.stack.layout import Layout, is_postgres
 from devtools.stack.nginx import Nginx
@@ -172,6 +179,11 @@ class Stack:
         wanted = services or self.config.services
         self.config.check_ports()
         check_binaries()
+        # Before anything starts: a port held by another program fails the whole `up` at once,
+        # naming it, rather than after the services in front of it are up.
+        for service in wanted:
+            if not self.running(service):
+                ensure_port_free(self.config, service)
         self.layout.prepare(is_root=self.host.is_root)
         self.save()
         # Order matters: replicas are copied from the running primary, the apps need the databases and

@@ -84,13 +84,27 @@ def terminate(pid: int, sig: int = signal.SIGTERM, timeout: float = 15.0) -> Non
         os.waitpid(pid, os.WNOHANG)
 
 
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 30.0, log: Path | None = None) -> None:
+    """Poll ``predicate`` until it holds; else fail, quoting the last line of ``log`` if there is one."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.05)
-    raise StackError(f"timed out waiting for {what}")
+    raise StackError(f"timed out waiting for {what}{last_log_line(log)}")
+
+
+def last_log_line(log: Path | None) -> str:
+    """``: <the log's last line> (see <log>)``, or nothing when there is no log to quote."""
+    if log is None:
+        return ""
+    try:
+        with log.open("rb") as handle:
+            handle.seek(max(0, log.stat().st_size - 8192))
+            lines = [line.strip() for line in handle.read().decode("utf-8", "replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return f": {lines[-1][:300]} (see {log})" if lines else f" (see {log})"
 
 
 @dataclass

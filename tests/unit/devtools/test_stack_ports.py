@@ -5,13 +5,17 @@ usage error (no services are started here)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
 
-from devtools.stack import Stack
+from devtools.stack import Stack, StackConfig, free_port
 from devtools.stack.__main__ import main
+from devtools.stack.config import StackError, port_open
 from devtools.stack.ports import UsageError
 
 
@@ -113,3 +117,47 @@ def test_only_up_moves_a_stack_other_commands_say_so(
     assert "CATALOG_DEV_PRIMARY_PORT asks for 45432; primary stays on 55432 until `ops/dev up` moves it" in captured.err
     assert "55432" in next(line for line in captured.out.splitlines() if line.startswith("primary"))
     assert Stack.load_or_create(run_dir, env={}).config.primary_port == 55432
+
+
+def _free_cluster_base(holder_port: int) -> bool:
+    """The six node ports and their buses are free, but for the bus ``holder_port`` that collides."""
+    base = holder_port - 10_000
+    ports = [base + i for i in range(6)] + [base + 10_000 + i for i in range(1, 6)]
+    return base > 1024 and not any(port_open(p) for p in ports)
+
+
+def test_up_refuses_a_cluster_node_whose_bus_port_is_taken_naming_port_and_holder(
+    run_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with contextlib.ExitStack() as held:
+        while True:  # another program on what would be redis-1's cluster bus port
+            holder = held.enter_context(socket.socket())
+            holder.bind(("127.0.0.1", 0))
+            holder.listen()
+            bus = holder.getsockname()[1]
+            if _free_cluster_base(bus):
+                break
+        for variable in ("PRIMARY", "REPLICA", "APP_1", "APP_2", "NGINX"):
+            monkeypatch.setenv(f"CATALOG_DEV_{variable}_PORT", str(free_port()))
+        monkeypatch.setenv("CATALOG_DEV_REDIS_PORT", str(bus - 10_000))
+        started = time.monotonic()
+        assert main(["--run-dir", str(run_dir), "up", "--redis-cluster"]) == 1
+        elapsed = time.monotonic() - started
+    err = capsys.readouterr().err
+    assert f"port {bus} (the cluster bus port of redis-1" in err, err
+    assert f"(pid {os.getpid()})" in err, "the holder is named: this test's own process"
+    assert elapsed < 2.0, f"refused in {elapsed:.1f} s, before anything started"
+
+
+def test_a_cluster_whose_bus_ports_would_pass_65535_is_refused() -> None:
+    config = StackConfig(run_dir="", base_dir="", redis_cluster=True, redis_port=56379)
+    with pytest.raises(StackError, match=r"redis-1 on port 56379 would need cluster bus port 66379.*at most 55530"):
+        config.check_ports()
+    StackConfig(run_dir="", base_dir="", redis_cluster=True, redis_port=45530).check_ports()
+    StackConfig(run_dir="", base_dir="", redis_port=56379).check_ports()  # one Redis has no bus
+
+
+def test_a_bus_port_on_another_service_of_the_stack_is_refused() -> None:
+    config = StackConfig(run_dir="", base_dir="", redis_cluster=True, redis_port=45428, primary_port=55432)
+    with pytest.raises(StackError, match="primary and redis-5 would both use port 55432"):
+        config.check_ports()
