@@ -25,11 +25,13 @@ from litestar.plugins.prometheus import PrometheusController
 from app.checkout.routes import ROUTES as CHECKOUT_ROUTES
 from app.checkout.service import Checkout
 from app.checkout.tokens import OrderTokens
+from app.contracts.events import OUTBOX_CHANNEL
 from app.contracts.policy import ADMIN_SECURITY
 from app.contracts.ryw import RywCookies
 from app.core.auth import admin_auth_middleware
 from app.core.breaker import CircuitBreaker
-from app.core.db import WritePool, create_read_pool, create_write_pool
+from app.core.db import WritePool, create_read_pool, create_write_pool, server_settings
+from app.core.doorbell import Doorbell
 from app.core.http import HttpMetrics, observe_requests_middleware
 from app.core.logging import configure_logging
 from app.core.problems import EXCEPTION_HANDLERS
@@ -240,6 +242,14 @@ async def _start(
             on_disconnected=near.suspend if near is not None else None,
         )
         tasks.append(_side_task(relay.run(stop), "outbox-relay"))
+    # Writes commit without NOTIFY and ring this instead: one NOTIFY per interval at most, after COMMIT.
+    doorbell = Doorbell(
+        db.primary_dsn,
+        OUTBOX_CHANNEL,
+        interval_s=settings.relay.doorbell_interval_ms / 1000,
+        server_settings=server_settings(db, "doorbell"),
+    )
+    tasks.append(_side_task(doorbell.run(stop), "outbox-doorbell"))
     product_reads = ProductReads(router, display_cache, settings.instance_name, near)
     list_reads = ListReads(router, display_cache)
     runtime = Runtime(
@@ -251,8 +261,8 @@ async def _start(
         product_reads=product_reads,
         list_reads=list_reads,
         display_reads=DisplayReads(product_reads, list_reads, display),
-        product_writes=ProductWrites(write_pool),
-        checkout=Checkout(write_pool),
+        product_writes=ProductWrites(write_pool, doorbell),
+        checkout=Checkout(write_pool, doorbell),
         health=HealthChecks(
             instance=settings.instance_name,
             primary=write_pool,

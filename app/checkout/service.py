@@ -19,6 +19,7 @@ import msgspec
 from app.checkout.schemas import CheckoutLine, Order, OrderLine
 from app.contracts.events import EventType
 from app.core.db import WritePool
+from app.core.doorbell import Doorbell
 from app.core.metrics import CHECKOUTS, DB_QUERY_SECONDS
 from app.core.problems import Problem
 from app.core.sql import queries
@@ -56,8 +57,9 @@ def _reject_duplicates(lines: list[CheckoutLine]) -> None:
 class Checkout:
     """Places orders against the primary."""
 
-    def __init__(self, pool: WritePool) -> None:
+    def __init__(self, pool: WritePool, doorbell: Doorbell | None) -> None:
         self.pool = pool
+        self.doorbell = doorbell
 
     async def place(self, lines: list[CheckoutLine], idempotency_key: str | None) -> CheckoutResult:
         """Charge the primary's prices, never oversell, and place each keyed request once."""
@@ -80,7 +82,9 @@ class Checkout:
                     order = await self._order(conn, previous["id"])
                     assert order is not None
                     return CheckoutResult(order, replayed=True, written=[])
-            order, written = await self._charge(conn, lines, idempotency_key, fingerprint)
+            order, written, event_id = await self._charge(conn, lines, idempotency_key, fingerprint)
+        if self.doorbell is not None:
+            self.doorbell.ring(event_id)  # committed: wake the relays (docs/adr/0016)
         DB_QUERY_SECONDS.labels("primary", "checkout").observe(time.perf_counter() - started)
         CHECKOUTS.labels("ok").inc()
         return CheckoutResult(order, replayed=False, written=written)
@@ -91,7 +95,8 @@ class Checkout:
         lines: list[CheckoutLine],
         idempotency_key: str | None,
         fingerprint: bytes,
-    ) -> tuple[Order, list[tuple[int, int]]]:
+    ) -> tuple[Order, list[tuple[int, int]], int]:
+        """Check and take stock under the row locks; the order, the versions written, the last event's id."""
         ids = sorted(line.product_id for line in lines)
         truth = {row["id"]: row for row in await conn.fetch(Q["lock_products"], ids)}
 
@@ -146,8 +151,8 @@ class Checkout:
             [ln.product_id for ln in lines], [ln.quantity for ln in lines],
             [truth[ln.product_id]["price_cents"] for ln in lines],
         )  # fmt: skip
-        # One event per product (the contract of app/contracts/events.py, built in SQL), one NOTIFY.
-        await conn.fetchval(
+        # One event per product (the contract of app/contracts/events.py, built in SQL).
+        event_id: int = await conn.fetchval(
             Q["insert_stock_events"], EventType.INVENTORY_CHANGED, [r["id"] for r in taken],
             [r["version"] for r in taken], [r["category_id"] for r in taken],
         )  # fmt: skip
@@ -163,7 +168,7 @@ class Checkout:
             currency=currency,
             created_at=header["created_at"],
         )
-        return order, [(r["id"], r["version"]) for r in taken]
+        return order, [(r["id"], r["version"]) for r in taken], event_id
 
     async def get_order(self, order_id: int) -> Order | None:
         """A decision read, from the primary."""

@@ -35,7 +35,7 @@ else:
     _Pool = asyncpg.Pool
     Connection = asyncpg.pool.PoolConnectionProxy
 
-Role = Literal["api", "relay", "ops", "monitor"]
+Role = Literal["api", "relay", "ops", "monitor", "doorbell"]
 log = structlog.get_logger("catalog.db")
 
 # Errors that mean "this server is unreachable or going away", as opposed to a bad query.

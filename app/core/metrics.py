@@ -55,6 +55,14 @@ OUTBOX_OLDEST_AGE = Gauge(
 )
 OUTBOX_PROCESSED = Counter("catalog_outbox_events_processed_total", "Outbox events applied to Redis.", ["event_type"])
 OUTBOX_FAILED = Counter("catalog_outbox_events_failed_total", "Outbox event attempts that failed.", ["event_type"])
+DOORBELL_RINGS = Counter(
+    "catalog_doorbell_rings_total",
+    "Committed writes that rang the outbox doorbell (app/core/doorbell.py).",
+)
+DOORBELL_NOTIFIES = Counter(
+    "catalog_doorbell_notifies_total",
+    "NOTIFYs the doorbell sent: rings coalesced into at most one per interval.",
+)
 OUTBOX_UNPARSED = Counter(
     "catalog_outbox_events_unparsed_total",
     "Outbox payloads outside the event contract (marked processed with nothing to apply).",

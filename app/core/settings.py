@@ -109,6 +109,9 @@ class RelaySettings(_Group, frozen=True, kw_only=True):
     poll_interval_s: float = 1.0
     # LISTEN for wake-ups (true) or poll only (false: e.g. behind a transaction-pooling proxy).
     listen: bool = True
+    # Writers ring the doorbell after COMMIT; it sends at most one NOTIFY per this interval,
+    # carrying the highest outbox id rung (app/core/doorbell.py, docs/adr/0016).
+    doorbell_interval_ms: float = 2.0
     batch_size: int = 2_000
     probe_interval_s: float = 5.0
     max_backoff_s: float = 5.0
@@ -186,6 +189,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             raise SettingsError("CATALOG_CACHE_FENCE_TTL_S must exceed 10x CATALOG_REPLICA_MAX_LAG_MS")
         if self.relay.poll_interval_s <= 0 or self.relay.batch_size < 1:
             raise SettingsError("CATALOG_RELAY_POLL_INTERVAL_S and CATALOG_RELAY_BATCH_SIZE must be positive")
+        if not 0 <= self.relay.doorbell_interval_ms <= 1000:
+            raise SettingsError("CATALOG_RELAY_DOORBELL_INTERVAL_MS must be between 0 and 1000")
         for entry in self.admin_tokens:
             if entry.startswith("sha256:") and not re.fullmatch(r"sha256:[0-9a-f]{64}", entry):
                 raise SettingsError("CATALOG_ADMIN_TOKENS: a sha256: entry needs 64 lower-case hex digits")

@@ -1,8 +1,9 @@
 """The product write path: each write is ONE primary transaction with its outbox event.
 
-Nothing touches Redis here. The row change, the outbox row and the NOTIFY commit or roll back
-together; the relay turns committed events into cache invalidations. After COMMIT we read the
-WAL insert LSN on the same connection for the read-your-writes token (docs/consistency.md, rule 2).
+Nothing touches Redis here. The row change and the outbox row commit or roll
+back together; after COMMIT the doorbell wakes the relays (off the commit path, docs/adr/0016),
+which turn committed events into cache invalidations. After COMMIT we also read the WAL insert
+LSN on the same connection for the read-your-writes token (docs/consistency.md, rule 2).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncpg
 from app.contracts.events import EventType, ProductChanged, encode_event
 from app.contracts.product import ProductRead
 from app.core.db import WritePool, lsn_to_int
+from app.core.doorbell import Doorbell
 from app.core.metrics import DB_QUERY_SECONDS, WRITES
 from app.core.problems import Problem
 from app.core.sql import queries
@@ -42,8 +44,9 @@ _UPDATE_FIELDS = ("sku", "name", "description", "category_id", "price_cents", "c
 class ProductWrites:
     """Admin writes against the primary."""
 
-    def __init__(self, pool: WritePool) -> None:
+    def __init__(self, pool: WritePool, doorbell: Doorbell | None) -> None:
         self.pool = pool
+        self.doorbell = doorbell  # None: no relay listens in this process; its poll finds the events
 
     async def create(self, fields: dict[str, Any]) -> WriteResult:
         """Insert a product at version 1 with a ``product.created`` event."""
@@ -95,7 +98,9 @@ class ProductWrites:
                         category_id=product.category_id,
                         old_category_id=old_category_id,
                     )
-                    await conn.fetchrow(Q["insert_outbox_event"], event_type, product.id, encode_event(event))
+                    event_id: int = await conn.fetchval(
+                        Q["insert_outbox_event"], event_type, product.id, encode_event(event)
+                    )
             except asyncpg.UniqueViolationError:
                 raise Problem(409, "sku_taken", "another product already uses this sku") from None
             except asyncpg.ForeignKeyViolationError:
@@ -104,6 +109,8 @@ class ProductWrites:
                 raise Problem(
                     409, "inventory_out_of_range", "the change would take inventory past its maximum"
                 ) from None
+            if self.doorbell is not None:
+                self.doorbell.ring(event_id)  # committed: wake the relays
             # After COMMIT, on the same connection: at or past the end of our commit record.
             lsn: str = await conn.fetchval(Q["commit_lsn"])
         WRITES.labels(event_type).inc()

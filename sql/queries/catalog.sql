@@ -58,11 +58,8 @@ RETURNING id, sku, name, description, category_id, price_cents, currency, invent
           category_id AS old_category_id;
 
 -- insert_outbox_event --
--- The event rides in the write's transaction; the NOTIFY is only a wake-up hint and fires at COMMIT.
-WITH event AS (
-    INSERT INTO outbox (event_type, aggregate_id, payload) VALUES ($1, $2, $3::jsonb) RETURNING id
-)
-SELECT event.id, pg_notify('outbox', event.id::text) FROM event;
+-- The event rides in the write's transaction; the doorbell rings with its id after COMMIT (docs/adr/0016).
+INSERT INTO outbox (event_type, aggregate_id, payload) VALUES ($1, $2, $3::jsonb) RETURNING id;
 
 -- commit_lsn --
 -- Read after COMMIT on the same connection: at or past the end of the commit record (docs/consistency.md, rule 2).

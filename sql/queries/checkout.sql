@@ -37,7 +37,7 @@ FROM unnest($2::smallint[], $3::bigint[], $4::int[], $5::bigint[]) AS l(line_no,
 
 -- insert_stock_events --
 -- One outbox event ($1: its type) per product whose stock changed, so displayed inventory is
--- invalidated; one NOTIFY. The payload is app/contracts/events.py's ProductChanged.
+-- invalidated; the highest id rings the doorbell after COMMIT. The payload is app/contracts/events.py's ProductChanged.
 WITH events AS (
     INSERT INTO outbox (event_type, aggregate_id, payload)
     SELECT $1, e.id,
@@ -46,7 +46,7 @@ WITH events AS (
     FROM unnest($2::bigint[], $3::bigint[], $4::bigint[]) AS e(id, version, category_id)
     RETURNING id
 )
-SELECT pg_notify('outbox', max(id)::text) FROM events;
+SELECT max(id) FROM events;
 
 -- get_order --
 -- A decision read: the order as recorded, from the primary.
