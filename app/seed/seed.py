@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from app.seed.vocabulary import ADJECTIVES, AUDIENCES, BRANDS, CATEGORIES, FEATURES, MATERIALS
@@ -94,6 +95,8 @@ async def seed(
             BarColumn(),
             MofNCompleteColumn(),
             TimeRemainingColumn(),
+            # On stderr: a report or JSON on stdout stays clean (``ops/bench seed --json``).
+            console=Console(stderr=True),
             disable=not show_progress,
         ) as progress:
             task = progress.add_task("products", total=products)

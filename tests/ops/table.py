@@ -37,7 +37,7 @@ ROWS = (
     Row("hotpath", (), ("--window", "-5"), False),
     Row("cache", ("check",), ("chek",), True),
     Row("load", ("-t", "3s", "-u", "2"), ("-u", "0"), False),
-    Row("bench", ("outbox", "--events", "2000"), ("outbox", "--runs", "0"), True),
+    Row("bench", ("seed", "--products", "2000", "--searches", "10"), ("seed", "--runs", "0"), True),
     Row("drill", ("--only", "relay-kill", "--scale", "0.2"), ("--workers", "0"), False),
 )
 

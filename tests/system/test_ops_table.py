@@ -51,3 +51,49 @@ def test_json_is_json(row: Row, stack_env: dict[str, str]) -> None:
     assert ran.code == 0, (ran.code, ran.out[-2000:], ran.err[-2000:])
     assert ran.problems(row.tool) == []
     json.loads(ran.out)
+
+
+def _amnesia(stack: Stack) -> list[float]:
+    import httpx
+
+    counts = []
+    for url in stack.config.app_urls:
+        text = httpx.get(f"{url}/metrics", timeout=5).text
+        found = [line for line in text.splitlines() if line.startswith("catalog_cache_amnesia_total")]
+        counts.append(float(found[0].split()[-1]) if found else 0.0)
+    return counts
+
+
+def test_the_drain_and_invalidation_benchmarks_leave_the_stack_alone() -> None:
+    """They run on servers of their own: the stack's relays see no amnesia, its cache's mark and
+    its primary's WAL do not move (draining 20,000 events there would write megabytes)."""
+    import asyncio
+
+    import asyncpg
+    import redis
+
+    from app.core.db import lsn_to_int
+
+    async def wal(dsn: str) -> int:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return lsn_to_int(await conn.fetchval("SELECT pg_current_wal_insert_lsn()::text"))
+        finally:
+            await conn.close()
+
+    with own_stack(replicas=1, instances=2) as stack:
+        env = _env(stack)
+        primary = stack.config.superuser_dsn(stack.config.primary_port)
+        cache = redis.Redis(port=stack.config.redis_port)
+        try:
+            mark, amnesia, before = cache.get("cache:mark"), _amnesia(stack), asyncio.run(wal(primary))
+            ran = run(Row("bench", (), (), True), ("outbox", "invalidation", "--events", "20000", "--runs", "1",
+                                                  "--writes", "20"), env)  # fmt: skip
+            assert ran.code == 0, (ran.out[-2000:], ran.err[-2000:])
+            assert "events/s" in ran.out
+            assert _amnesia(stack) == amnesia, "no relay of the stack noticed anything"
+            assert cache.get("cache:mark") == mark
+            assert asyncio.run(wal(primary)) - before < 256 * 1024, "nothing was written on the stack's primary"
+            assert redis.Redis(port=stack.config.redis_port, db=15).dbsize() == 0
+        finally:
+            cache.close()

@@ -9,6 +9,9 @@
   ops/bench outbox          # drain rate of 100,000 pending events
   ops/bench seed            # 1M products with COPY, then uncached search
                             # p50/p99 on them, per query shape
+  ops/bench writes          # the write side on a durable Postgres of its own:
+                            # admin updates vs the no-NOTIFY ceiling, checkout,
+                            # a flash sale on one product (needs no stack)
   ops/bench outbox seed --json    # the figures as one JSON object
 
 Throughput is compared as ratios measured in the same run (absolute numbers
@@ -30,6 +33,7 @@ import asyncio
 import dataclasses
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -164,11 +168,13 @@ def bench_mix(args: argparse.Namespace, report: Report) -> None:
 
 def bench_invalidation(args: argparse.Namespace, report: Report) -> None:
     from devtools.bench.scenarios import invalidation_latency, percentile
+    from devtools.bench.scratch import scratch_postgres, scratch_redis
 
-    redis_url = args.redis_url.rsplit("/", 1)[0] + "/15"
-    report.section("invalidation", "Invalidation latency (COMMIT -> product:<id> gone; one relay; poll interval 1 s)")
+    report.section("invalidation", "Invalidation latency (COMMIT -> product:<id> gone; one relay; poll interval "
+                   "1 s; a Postgres and a Redis of the bench's own)")  # fmt: skip
     for listen, writes in ((True, args.writes), (False, max(40, args.writes // 5))):
-        values = asyncio.run(invalidation_latency(args.dsn, redis_url, listen=listen, writes=writes))
+        with scratch_postgres(durable=False) as admin_dsn, scratch_redis() as redis_url:
+            values = asyncio.run(invalidation_latency(admin_dsn, redis_url, listen=listen, writes=writes))
         p50, p99 = percentile(values, 0.5) * 1000, percentile(values, 0.99) * 1000
         mode = "LISTEN/NOTIFY" if listen else "polling only"
         report.figures(**{"listen" if listen else "polling": {"n": len(values), "p50_ms": p50, "p99_ms": p99}})
@@ -183,14 +189,14 @@ def bench_invalidation(args: argparse.Namespace, report: Report) -> None:
 def bench_outbox(args: argparse.Namespace, report: Report) -> None:
     from devtools.bench.outbox import bench_outbox as run
     from devtools.bench.outbox import median_rate
+    from devtools.bench.scratch import scratch_postgres, scratch_redis
 
-    redis_url = args.redis_url.rsplit("/", 1)[0] + "/15"
-    report.section(
-        "outbox", f"Outbox drain ({args.events:,} pending events, batches of {args.batch}, {args.runs} runs)"
-    )
-    results = asyncio.run(
-        run(args.dsn, redis_url, events=args.events, products=args.events, runs=args.runs, batch=args.batch)
-    )
+    report.section("outbox", f"Outbox drain ({args.events:,} pending events, batches of {args.batch}, {args.runs} "
+                   "runs; a Postgres and a Redis of the bench's own)")  # fmt: skip
+    with scratch_postgres(durable=False) as admin_dsn, scratch_redis() as redis_url:
+        results = asyncio.run(
+            run(admin_dsn, redis_url, events=args.events, products=args.events, runs=args.runs, batch=args.batch)
+        )
     report.figures(runs_by_relays={str(n): [dataclasses.asdict(r) for r in runs] for n, runs in results.items()})
     one = median_rate(results[1])
     report.line("1 relay: events/s", f"{one:,.0f}", _verdict(one >= 80_000, ">= 80,000/s"))
@@ -218,8 +224,67 @@ def bench_seed(args: argparse.Namespace, report: Report) -> None:
         report.line(f"  {shape.shape} (n={shape.searches}{fuzzy})", f"{shape.p50_ms:.1f} / {shape.p99_ms:.1f} ms")
 
 
+def bench_writes(args: argparse.Namespace, report: Report) -> None:
+    from devtools.bench.scratch import scratch_postgres, scratch_redis
+    from devtools.bench.writes import CONCURRENCY, median_point, one_run, percentile
+
+    report.section("writes", f"Writes on a durable Postgres of the bench's own (fsync, synchronous_commit, "
+                   f"full_page_writes on; {args.write_seconds} s per point, {args.runs} runs, medians)")  # fmt: skip
+    with scratch_postgres(durable=True) as admin_dsn, scratch_redis() as redis_url:
+        runs = [
+            asyncio.run(one_run(admin_dsn, redis_url, products=10_000, seconds=args.write_seconds,
+                                shoppers=args.shoppers, stock=args.stock, flash_concurrency=64))
+            for _ in range(args.runs)
+        ]  # fmt: skip
+    top = max(CONCURRENCY)
+    updates = {mode: {n: median_point([r.updates[mode][n] for r in runs]) for n in CONCURRENCY}
+               for mode in runs[0].updates}  # fmt: skip
+    checkout = {n: median_point([r.checkout[n] for r in runs]) for n in CONCURRENCY}
+    for n in CONCURRENCY:
+        ceiling = updates["ceiling"][n]["tps"]
+        service, in_txn = updates["service"][n], updates["notify_in_txn"][n]
+        verdict = _verdict(service["tps"] >= 0.9 * ceiling, ">= 0.9x ceiling") if n == top else ""
+        report.line(f"admin update, {n} writers: ceiling (no NOTIFY) tps", f"{ceiling:,.0f}")
+        report.line(f"  NOTIFY in the transaction / ceiling (p99 {in_txn['p99_ms']:.1f} ms)",
+                    f"{in_txn['tps'] / ceiling:.2f}x")  # fmt: skip
+        report.line(f"  ProductWrites + doorbell / ceiling (p99 {service['p99_ms']:.1f} ms)",
+                    f"{service['tps'] / ceiling:.2f}x", verdict)  # fmt: skip
+    invalidation = [v for r in runs for v in r.invalidation_ms]
+    p50, p99 = percentile(invalidation, 0.5), percentile(invalidation, 0.99)
+    report.line(f"COMMIT -> product:<id> gone under {top} writers (n={len(invalidation)}) p50 / p99",
+                f"{p50:.1f} / {p99:.1f} ms", _verdict(p99 <= 20, "p99 <= 20 ms"))  # fmt: skip
+    for n in CONCURRENCY:
+        point = checkout[n]
+        ratio = point["tps"] / updates["ceiling"][n]["tps"]
+        report.line(f"checkout, distinct products, {n} writers (p99 {point['p99_ms']:.1f} ms)",
+                    f"{point['tps']:,.0f} tps", f"({ratio:.2f}x the update ceiling)")  # fmt: skip
+    flashes = [r.flash for r in runs if r.flash is not None]
+    rate = statistics.median(f.per_second for f in flashes)
+    flash_p99 = statistics.median(f.p99_ms for f in flashes)
+    flash_p50 = statistics.median(f.p50_ms for f in flashes)
+    exact = all(f.orders == f.stock == f.units_ordered and f.inventory_after == 0 and f.other == 0 for f in flashes)
+    oversell = max(f.oversell for f in flashes)
+    first = flashes[0]
+    report.line(f"flash sale: {first.shoppers} shoppers, stock {first.stock}, {first.concurrency} at a time",
+                f"{rate:,.0f} /s", f"({rate / updates['ceiling'][top]['tps']:.2f}x the update ceiling)")  # fmt: skip
+    report.line("  p50 / p99", f"{flash_p50:.1f} / {flash_p99:.1f} ms", _verdict(flash_p99 <= 100, "p99 <= 100 ms"))
+    report.line("  orders == stock, every other shopper 409 out_of_stock", "yes" if exact else "NO",
+                _verdict(exact, "exact"))  # fmt: skip
+    report.line("  oversold units", str(oversell), _verdict(oversell == 0, "0"))
+    report.figures(
+        updates=updates,
+        checkout=checkout,
+        invalidation={"n": len(invalidation), "p50_ms": p50, "p99_ms": p99},
+        flash_sale={"per_second": rate, "p50_ms": flash_p50, "p99_ms": flash_p99, "exact": exact,
+                    "oversell": oversell, "runs": [dataclasses.asdict(f) for f in flashes]},
+        service_over_ceiling_at_64=updates["service"][top]["tps"] / updates["ceiling"][top]["tps"],
+    )  # fmt: skip
+
+
 SECTIONS = {"http": bench_http, "mix": bench_mix, "invalidation": bench_invalidation, "outbox": bench_outbox,
-            "seed": bench_seed}  # fmt: skip
+            "seed": bench_seed, "writes": bench_writes}  # fmt: skip
+# Sections that bring their own servers (devtools/bench/scratch.py): they run without a stack.
+STANDALONE = {"invalidation", "outbox", "writes"}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -240,6 +305,9 @@ def parser() -> argparse.ArgumentParser:
         "--batch": (1, 1_000_000, 2_000, "events per relay batch"),
         "--products": (1, 10_000_000, 1_000_000, "products to seed"),
         "--searches": (1, 1_000_000, 1000, "searches timed after the seed"),
+        "--write-seconds": (1, 600, 3, "per point of the writes section"),
+        "--shoppers": (1, 100_000, 400, "flash-sale shoppers"),
+        "--stock": (1, 100_000, 150, "flash-sale stock"),
     }
     for flag, (low, high, default, what) in number.items():
         top.add_argument(
@@ -272,14 +340,16 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.sections) - {*SECTIONS, "all"}
     if unknown:
         top.error(f"unknown section(s): {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
-    if not args.dsn or not args.redis_url:
+    sections = list(SECTIONS) if not args.sections or "all" in args.sections else args.sections
+    needs_stack = not set(sections) <= STANDALONE
+    if needs_stack and (not args.dsn or not args.redis_url):
         return no_stack("ops/bench", "no primary DSN or Redis URL: pass --dsn and --redis-url, or export them")
     # The relays and apps the sections run in-process log to stderr, warnings only: stdout is the report.
     configure_logging(load_settings({}, log_level="warning", log_format="console"))
-    sections = list(SECTIONS) if not args.sections or "all" in args.sections else args.sections
     report = Report(as_json=args.json)
     try:
-        asyncio.run(_preflight(args.dsn, args.redis_url))
+        if needs_stack:
+            asyncio.run(_preflight(args.dsn, args.redis_url))
     except (OSError, TimeoutError, asyncpg.PostgresError, RedisError) as exc:
         return unreachable("ops/bench", "the primary or Redis", exc)
     try:

@@ -1,7 +1,6 @@
 """Outbox drain benchmark: how many events per second the relay turns into Redis invalidations.
 
-Runs against the dev stack (``.run/stack.env``) but touches nothing of the demo catalog: it
-uses a scratch database on the primary and its own Redis database.
+Runs on a Postgres and a Redis of its own (scratch.py), never beside a live stack's relays.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ collected for ``--json``."""
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 import msgspec
@@ -19,7 +20,7 @@ class Report:
     def section(self, name: str, title: str) -> None:
         self._current = self.sections[name] = {"title": title, "lines": [], "figures": {}}
         if not self.as_json:
-            print(title, flush=True)
+            print(textwrap.fill(title, 80, subsequent_indent="  "), flush=True)
 
     def figures(self, **figures: Any) -> None:
         self._current["figures"].update(figures)

@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
@@ -251,18 +252,50 @@ def port_holder(port: int) -> str:
     return f"{name} (pid {pid})" if pid else name
 
 
+@dataclass(frozen=True)
+class PortConflict:
+    port: int
+    service: str
+    what: str  # "for primary", "the cluster bus port of redis-1"
+    variable: str
+    holder: str
+
+    def __str__(self) -> str:
+        return f"port {self.port} ({self.what}, {self.variable}) is in use by {self.holder}"
+
+
+def port_conflicts(config: StackConfig, service: str) -> list[PortConflict]:
+    """The ports of ``service`` (a cluster node's bus port too) another program holds."""
+    found = []
+    for port in config.ports_of(service):
+        if port_open(port):
+            what = f"for {service}" if port == config.port_of(service) else f"the cluster bus port of {service}"
+            found.append(PortConflict(port, service, what, port_variable(service), port_holder(port)))
+    return found
+
+
+def refuse_conflicts(conflicts: list[PortConflict]) -> None:
+    """One conflict: one line naming port, holder and the variable that moves it; several: a line each."""
+    if not conflicts:
+        return
+    variables = sorted({c.variable for c in conflicts})
+    unset = [v for v in variables if not os.environ.get(v)]
+    moves = " (a stopped stack moves to it)" if unset else ""
+    if len(conflicts) == 1:
+        c = conflicts[0]
+        where = f"{c.variable}={os.environ[c.variable]}" if os.environ.get(c.variable) else f"{c.variable} not set"
+        raise StackError(
+            f"port {c.port} ({c.what}, {where}) is in use by {c.holder}: "
+            f"stop that program, or set {c.variable} to a free port{moves}"
+        )
+    lines = "\n".join(f"  {c}" for c in conflicts)
+    raise StackError(
+        f"{len(conflicts)} ports are in use by other programs:\n{lines}\n"
+        f"stop those programs, or set {', '.join(variables)} to free ports{moves.replace('it)', 'them)')}"
+    )
+
+
 def ensure_port_free(config: StackConfig, service: str) -> None:
     """Refuse to start ``service`` on a port another program holds (a cluster node's bus port
     too), naming the port, its holder and the variable that moves it."""
-    for port in config.ports_of(service):
-        if not port_open(port):
-            continue
-        variable = port_variable(service)
-        what = f"for {service}" if port == config.port_of(service) else f"the cluster bus port of {service}"
-        if os.environ.get(variable):
-            where = f"{variable}={os.environ[variable]}"
-            fix = f"stop that program, or set {variable} to a free port"
-        else:
-            where = f"{variable} not set"
-            fix = f"stop that program, or set {variable} to a free port (a stopped stack moves to it)"
-        raise StackError(f"port {port} ({what}, {where}) is in use by {port_holder(port)}: {fix}")
+    refuse_conflicts(port_conflicts(config, service))

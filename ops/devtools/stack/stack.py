@@ -23,8 +23,9 @@ from devtools.stack.config import (
     StackConfig,
     StackError,
     default_base_dir,
-    ensure_port_free,
+    port_conflicts,
     port_open,
+    refuse_conflicts,
     topology_ports,
 )
 from devtools.stack.database import prepare_database
@@ -181,9 +182,7 @@ class Stack:
         check_binaries()
         # Before anything starts: a port held by another program fails the whole `up` at once,
         # naming it, rather than after the services in front of it are up.
-        for service in wanted:
-            if not self.running(service):
-                ensure_port_free(self.config, service)
+        refuse_conflicts([c for s in wanted if not self.running(s) for c in port_conflicts(self.config, s)])
         self.layout.prepare(is_root=self.host.is_root)
         self.save()
         # Order matters: replicas are copied from the running primary, the apps need the databases and

@@ -105,7 +105,7 @@ def _down(main: Main, argv: list[str], tool: str, capsys: pytest.CaptureFixture[
 
 DOWN = [
     ("ops/cache", cache_check.main, ["--dsn", DSN, "--redis-url", REDIS], ["check"]),
-    ("ops/bench", bench.main, ["--dsn", DSN, "--redis-url", REDIS], ["outbox"]),
+    ("ops/bench", bench.main, ["--dsn", DSN, "--redis-url", REDIS], ["seed"]),
     ("ops/drill", drill.main, ["--run-dir", "/nonexistent/run"], []),
     ("ops/hotpath", hotpath.main, ["--urls", f"http://{NOTHING}", "--statements", "0"], []),
 ]

@@ -1,0 +1,274 @@
+"""The write side at flash-sale load, on a durable Postgres (``ops/bench writes``).
+
+Everything runs in one process against the scratch servers of ``durable.py``, with one relay
+draining the outbox into the scratch Redis the whole time (as in production: writes and the
+relay share the primary). Per concurrency (1/8/32/64 writers, each a task with a connection of
+its own):
+
+- ``ceiling``: the admin update's own SQL (row change, outbox row, commit LSN) and nothing else;
+- ``notify_in_txn``: the same plus ``pg_notify`` inside the transaction (the shape the article
+  draws, and this project's before docs/adr/0016);
+- ``service``: ``ProductWrites.update``, the project's own write code, ringing the doorbell;
+  while it runs at the highest concurrency a probe times COMMIT -> ``product:<id>`` gone;
+- ``checkout``: ``Checkout.place`` on distinct products;
+- ``flash sale``: ``shoppers`` checkouts of one product with ``stock`` units, ``concurrency``
+  at a time: answered per second, p50/p99, orders == stock, oversell 0.
+
+Figures are medians over ``runs``; throughputs are compared as ratios within the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from redis.asyncio import Redis
+
+from app.checkout.schemas import CheckoutLine
+from app.checkout.service import Checkout
+from app.contracts.cache_keys import product_key
+from app.contracts.events import OUTBOX_CHANNEL, EventType, ProductChanged, encode_event
+from app.core.db import WritePool, create_write_pool, init_connection
+from app.core.doorbell import Doorbell
+from app.core.migrate import create_database, migrate
+from app.core.problems import Problem
+from app.core.settings import CacheSettings, DatabaseSettings, RelaySettings
+from app.core.sql import queries
+from app.invalidation.relay import OutboxRelay
+from app.seed.seed import seed
+from app.writes.service import ProductWrites
+
+Q = queries("catalog")
+BENCH_DB = "catalog_bench_writes"
+CONCURRENCY = (1, 8, 32, 64)
+PROBE_PRODUCTS = 100  # the last ids: only the invalidation probe writes them
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One measured point: operations per second and latency percentiles."""
+
+    ops: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def tps(self) -> float:
+        return self.ops / self.seconds
+
+
+@dataclass(frozen=True, slots=True)
+class FlashSale:
+    shoppers: int
+    stock: int
+    concurrency: int
+    orders: int
+    sold_out: int  # answered 409 out_of_stock
+    other: int  # any other answer: must be 0
+    inventory_after: int
+    units_ordered: int  # from order_lines: the truth of what was sold
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def per_second(self) -> float:
+        return self.shoppers / self.seconds
+
+    @property
+    def oversell(self) -> int:
+        return max(0, self.units_ordered - self.stock)
+
+
+@dataclass(slots=True)
+class WritesRun:
+    updates: dict[str, dict[int, Point]] = field(default_factory=dict)  # mode -> writers -> point
+    checkout: dict[int, Point] = field(default_factory=dict)
+    invalidation_ms: list[float] = field(default_factory=list)  # COMMIT -> key gone, under load
+    flash: FlashSale | None = None
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))] if ordered else 0.0
+
+
+async def _drive(writers: int, seconds: float, op: Callable[[int], Awaitable[None]]) -> Point:
+    """``writers`` tasks calling ``op(writer)`` back to back for ``seconds``."""
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def writer(index: int) -> None:
+        while (now := time.perf_counter()) < deadline:
+            await op(index)
+            latencies.append(time.perf_counter() - now)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(writer(i) for i in range(writers)))
+    elapsed = time.perf_counter() - started
+    ms = [v * 1000 for v in latencies]
+    return Point(len(latencies), elapsed, percentile(ms, 0.5), percentile(ms, 0.99))
+
+
+class _Raw:
+    """The admin update's SQL on plain connections, with or without NOTIFY in the transaction."""
+
+    def __init__(self, pool: asyncpg.Pool, products: int, *, notify: bool) -> None:
+        self.pool = pool
+        self.products = products
+        self.notify = notify
+
+    async def __call__(self, _writer: int) -> None:
+        pid = random.randint(1, self.products)
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                row = await conn.fetchrow(
+                    Q["update_product"], pid, None, None, None, None, random.randint(100, 99_999), None, None
+                )
+                assert row is not None
+                event = ProductChanged(id=pid, version=row["version"], category_id=row["category_id"],
+                                       old_category_id=row["old_category_id"])  # fmt: skip
+                event_id = await conn.fetchval(
+                    Q["insert_outbox_event"], EventType.PRODUCT_UPDATED, pid, encode_event(event)
+                )
+                if self.notify:
+                    await conn.execute("SELECT pg_notify($1, $2)", OUTBOX_CHANNEL, str(event_id))
+            await conn.fetchval(Q["commit_lsn"])
+
+
+async def _probe_invalidations(writes: ProductWrites, redis: Redis, first: int, stop: asyncio.Event) -> list[float]:
+    """COMMIT (the write returned) -> ``product:<id>`` gone, one probe product at a time."""
+    found: list[float] = []
+    i = 0
+    while not stop.is_set():
+        pid = first + i % PROBE_PRODUCTS
+        i += 1
+        await redis.set(product_key(pid), b"1|stale")
+        await writes.update(pid, {"price_cents": random.randint(100, 99_999)}, None)
+        committed = time.perf_counter()
+        while isinstance(raw := await redis.get(product_key(pid)), bytes) and raw.startswith(b"1|"):
+            if time.perf_counter() - committed > 5:
+                raise RuntimeError(f"product:{pid} still cached 5 s after its write committed")
+            await asyncio.sleep(0.0005)
+        found.append((time.perf_counter() - committed) * 1000)
+        await asyncio.sleep(0.01)
+    return found
+
+
+async def _flash_sale(checkout: Checkout, conn: asyncpg.Connection[Any], *, product: int, shoppers: int,
+                      stock: int, concurrency: int) -> FlashSale:  # fmt: skip
+    await conn.execute("UPDATE products SET inventory = $2 WHERE id = $1", product, stock)
+    price = int(await conn.fetchval("SELECT price_cents FROM products WHERE id = $1", product))
+    before = int(await conn.fetchval("SELECT coalesce(sum(quantity), 0) FROM order_lines WHERE product_id = $1",
+                                     product))  # fmt: skip
+    gate = asyncio.Semaphore(concurrency)
+    answers: list[str] = []
+    latencies: list[float] = []
+
+    async def shopper() -> None:
+        line = CheckoutLine(product_id=product, quantity=1, expected_price_cents=price)
+        async with gate:
+            started = time.perf_counter()
+            try:
+                await checkout.place([line], str(uuid.uuid4()))
+                answers.append("order")
+            except Problem as problem:
+                answers.append(problem.code)
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(shopper() for _ in range(shoppers)))
+    elapsed = time.perf_counter() - started
+    sold = int(await conn.fetchval("SELECT coalesce(sum(quantity), 0) FROM order_lines WHERE product_id = $1",
+                                   product)) - before  # fmt: skip
+    return FlashSale(
+        shoppers=shoppers, stock=stock, concurrency=concurrency, orders=answers.count("order"),
+        sold_out=answers.count("out_of_stock"), other=len(answers) - answers.count("order")
+        - answers.count("out_of_stock"),
+        inventory_after=int(await conn.fetchval("SELECT inventory FROM products WHERE id = $1", product)),
+        units_ordered=sold, seconds=elapsed, p50_ms=percentile(latencies, 0.5), p99_ms=percentile(latencies, 0.99),
+    )  # fmt: skip
+
+
+async def _prices(conn: asyncpg.Connection[Any]) -> dict[int, int]:
+    return {int(r["id"]): int(r["price_cents"]) for r in await conn.fetch("SELECT id, price_cents FROM products")}
+
+
+async def one_run(admin_dsn: str, redis_url: str, *, products: int, seconds: float, shoppers: int, stock: int,
+                  flash_concurrency: int) -> WritesRun:  # fmt: skip
+    """Every measurement once, on a freshly seeded catalog."""
+    dsn = await create_database(admin_dsn, BENCH_DB, replace=True)
+    await migrate(dsn)
+    await seed(dsn, products=products, categories=16, show_progress=False)
+    top = max(CONCURRENCY)
+    settings = DatabaseSettings(primary_dsn=dsn, pool_max_size=top + 4, max_waiting=4 * top)
+    pool: WritePool = await create_write_pool(settings)
+    raw = await asyncpg.create_pool(dsn, min_size=top, max_size=top, init=init_connection)
+    redis = Redis.from_url(redis_url)
+    await redis.flushdb()
+    stop = asyncio.Event()
+    doorbell = Doorbell(dsn, OUTBOX_CHANNEL, interval_s=RelaySettings().doorbell_interval_ms / 1000)
+    relay = OutboxRelay("bench-writes", dsn, redis, RelaySettings(), CacheSettings())
+    side = [asyncio.create_task(doorbell.run(stop)), asyncio.create_task(relay.run(stop))]
+    writes = ProductWrites(pool, doorbell)
+    checkout = Checkout(pool, doorbell)
+    run = WritesRun()
+    admin = await asyncpg.connect(dsn)
+    try:
+        writable = products - PROBE_PRODUCTS
+
+        async def service(_writer: int) -> None:
+            await writes.update(random.randint(1, writable), {"price_cents": random.randint(100, 99_999)}, None)
+
+        modes: dict[str, Callable[[int], Awaitable[None]]] = {
+            "ceiling": _Raw(raw, writable, notify=False),
+            "notify_in_txn": _Raw(raw, writable, notify=True),
+            "service": service,
+        }
+        for writers in CONCURRENCY:
+            for mode, op in modes.items():
+                probe_stop = asyncio.Event()
+                probe = None
+                if mode == "service" and writers == top:
+                    probe = asyncio.create_task(_probe_invalidations(writes, redis, writable + 1, probe_stop))
+                run.updates.setdefault(mode, {})[writers] = await _drive(writers, seconds, op)
+                if probe is not None:
+                    probe_stop.set()
+                    run.invalidation_ms = await probe
+        await admin.execute("UPDATE products SET inventory = 1000000")
+        prices = await _prices(admin)
+        for writers in CONCURRENCY:
+            per_writer = (products - 1) // writers
+
+            async def buy(writer: int, per_writer: int = per_writer) -> None:
+                pid = 1 + writer * per_writer + random.randrange(per_writer)  # a slice of its own
+                await checkout.place([CheckoutLine(product_id=pid, quantity=1, expected_price_cents=prices[pid])],
+                                     None)  # fmt: skip
+
+            run.checkout[writers] = await _drive(writers, seconds, buy)
+        run.flash = await _flash_sale(checkout, admin, product=products, shoppers=shoppers, stock=stock,
+                                      concurrency=flash_concurrency)  # fmt: skip
+    finally:
+        stop.set()
+        await asyncio.gather(*side, return_exceptions=True)
+        await admin.close()
+        await raw.close()
+        await pool.close()
+        await redis.aclose()
+    return run
+
+
+def median_point(points: list[Point]) -> dict[str, float]:
+    return {
+        "tps": statistics.median(p.tps for p in points),
+        "p50_ms": statistics.median(p.p50_ms for p in points),
+        "p99_ms": statistics.median(p.p99_ms for p in points),
+    }
