@@ -13,6 +13,11 @@ import pytest
 
 from devtools.containers.engine import Engine, start_podman_socket
 
+pytestmark = pytest.mark.skipif(
+    os.environ.get("CATALOG_TEST_BACKEND") != "containers",
+    reason="the container tier runs with CATALOG_TEST_BACKEND=containers (ops/test runs it after the others)",
+)
+
 
 @pytest.fixture(autouse=True)
 def _podman(container_engine: Engine) -> None:

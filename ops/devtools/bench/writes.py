@@ -1,15 +1,16 @@
 """The write side at flash-sale load, on a durable Postgres (``ops/bench writes``).
 
-Everything runs in one process against the scratch servers of ``durable.py``, with one relay
-draining the outbox into the scratch Redis the whole time (as in production: writes and the
-relay share the primary). Per concurrency (1/8/32/64 writers, each a task with a connection of
-its own):
+The writers run in this process against the scratch servers of ``scratch.py``; one relay
+(``catalog relay``, a process of its own) drains the outbox into the scratch Redis the whole
+time, as in production where writes and relays share the primary. Per concurrency (1/8/32/64
+writers, each a task with a connection of its own):
 
 - ``ceiling``: the admin update's own SQL (row change, outbox row, commit LSN) and nothing else;
 - ``notify_in_txn``: the same plus ``pg_notify`` inside the transaction (the shape the article
   draws, and this project's before docs/adr/0016);
 - ``service``: ``ProductWrites.update``, the project's own write code, ringing the doorbell;
-  while it runs at the highest concurrency a probe times COMMIT -> ``product:<id>`` gone;
+  while it runs at the highest concurrency a probe (probe.py, a process of its own) times
+  COMMIT -> ``product:<id>`` gone;
 - ``checkout``: ``Checkout.place`` on distinct products;
 - ``flash sale``: ``shoppers`` checkouts of one product with ``stock`` units, ``concurrency``
   at a time: answered per second, p50/p99, orders == stock, oversell 0.
@@ -20,11 +21,16 @@ Figures are medians over ``runs``; throughputs are compared as ratios within the
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import os
 import random
+import secrets
 import statistics
+import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,17 +39,16 @@ from redis.asyncio import Redis
 
 from app.checkout.schemas import CheckoutLine
 from app.checkout.service import Checkout
-from app.contracts.cache_keys import product_key
 from app.contracts.events import OUTBOX_CHANNEL, EventType, ProductChanged, encode_event
 from app.core.db import WritePool, create_write_pool, init_connection
 from app.core.doorbell import Doorbell
 from app.core.migrate import create_database, migrate
 from app.core.problems import Problem
-from app.core.settings import CacheSettings, DatabaseSettings, RelaySettings
+from app.core.settings import DatabaseSettings, RelaySettings
 from app.core.sql import queries
-from app.invalidation.relay import OutboxRelay
 from app.seed.seed import seed
 from app.writes.service import ProductWrites
+from devtools.stack import PROJECT_DIR
 
 Q = queries("catalog")
 BENCH_DB = "catalog_bench_writes"
@@ -144,23 +149,39 @@ class _Raw:
             await conn.fetchval(Q["commit_lsn"])
 
 
-async def _probe_invalidations(writes: ProductWrites, redis: Redis, first: int, stop: asyncio.Event) -> list[float]:
-    """COMMIT (the write returned) -> ``product:<id>`` gone, one probe product at a time."""
-    found: list[float] = []
-    i = 0
-    while not stop.is_set():
-        pid = first + i % PROBE_PRODUCTS
-        i += 1
-        await redis.set(product_key(pid), b"1|stale")
-        await writes.update(pid, {"price_cents": random.randint(100, 99_999)}, None)
-        committed = time.perf_counter()
-        while isinstance(raw := await redis.get(product_key(pid)), bytes) and raw.startswith(b"1|"):
-            if time.perf_counter() - committed > 5:
-                raise RuntimeError(f"product:{pid} still cached 5 s after its write committed")
-            await asyncio.sleep(0.0005)
-        found.append((time.perf_counter() - committed) * 1000)
-        await asyncio.sleep(0.01)
-    return found
+@contextlib.asynccontextmanager
+async def relay_process(dsn: str, redis_url: str) -> AsyncIterator[None]:
+    """``catalog relay`` on the scratch servers for as long as the block runs (stopped, reaped)."""
+    env = {**os.environ, "CATALOG_PRIMARY_DSN": dsn, "CATALOG_REDIS_URL": redis_url,
+           "CATALOG_ADMIN_TOKEN": secrets.token_urlsafe(24), "CATALOG_RYW_SECRET": secrets.token_urlsafe(24),
+           "CATALOG_LOG_LEVEL": "warning", "CATALOG_REPLICA_DSNS": ""}  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app", "relay", "--name", "bench-relay", cwd=PROJECT_DIR, env=env,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+async def probe_process(dsn: str, redis_url: str, seconds: float, first: int) -> list[float]:
+    """probe.py beside the load: COMMIT -> key gone, in milliseconds."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_DIR), str(PROJECT_DIR / "ops")])}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "devtools.bench.probe", dsn, redis_url, f"{seconds}", str(first), str(PROBE_PRODUCTS),
+        cwd=PROJECT_DIR, env=env, stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"the invalidation probe failed ({proc.returncode}); see its error above")
+    return [float(v) for v in json.loads(out)]
 
 
 async def _flash_sale(checkout: Checkout, conn: asyncpg.Connection[Any], *, product: int, shoppers: int,
@@ -216,8 +237,9 @@ async def one_run(admin_dsn: str, redis_url: str, *, products: int, seconds: flo
     await redis.flushdb()
     stop = asyncio.Event()
     doorbell = Doorbell(dsn, OUTBOX_CHANNEL, interval_s=RelaySettings().doorbell_interval_ms / 1000)
-    relay = OutboxRelay("bench-writes", dsn, redis, RelaySettings(), CacheSettings())
-    side = [asyncio.create_task(doorbell.run(stop)), asyncio.create_task(relay.run(stop))]
+    side = [asyncio.create_task(doorbell.run(stop))]
+    relay = relay_process(dsn, redis_url)
+    await relay.__aenter__()
     writes = ProductWrites(pool, doorbell)
     checkout = Checkout(pool, doorbell)
     run = WritesRun()
@@ -235,13 +257,11 @@ async def one_run(admin_dsn: str, redis_url: str, *, products: int, seconds: flo
         }
         for writers in CONCURRENCY:
             for mode, op in modes.items():
-                probe_stop = asyncio.Event()
                 probe = None
                 if mode == "service" and writers == top:
-                    probe = asyncio.create_task(_probe_invalidations(writes, redis, writable + 1, probe_stop))
+                    probe = asyncio.create_task(probe_process(dsn, redis_url, seconds, writable + 1))
                 run.updates.setdefault(mode, {})[writers] = await _drive(writers, seconds, op)
                 if probe is not None:
-                    probe_stop.set()
                     run.invalidation_ms = await probe
         await admin.execute("UPDATE products SET inventory = 1000000")
         prices = await _prices(admin)
@@ -259,6 +279,7 @@ async def one_run(admin_dsn: str, redis_url: str, *, products: int, seconds: flo
     finally:
         stop.set()
         await asyncio.gather(*side, return_exceptions=True)
+        await relay.__aexit__(None, None, None)
         await admin.close()
         await raw.close()
         await pool.close()
