@@ -1,10 +1,12 @@
--- lock_idempotency_key --
--- Serialises concurrent requests carrying the same Idempotency-Key until this transaction ends.
-SELECT pg_advisory_xact_lock(hashtextextended($1, 7));
+-- lock_idempotency_keys --
+-- Serialises concurrent requests carrying the same Idempotency-Key until this transaction ends;
+-- $1 sorted, so two batches sharing keys take their locks in the same order (no deadlock).
+SELECT count(pg_advisory_xact_lock(hashtextextended(k.key, 7)))
+FROM unnest($1::text[]) WITH ORDINALITY AS k(key, n);
 
--- order_by_key --
--- A previous order placed with this Idempotency-Key, and the hash of the request that placed it.
-SELECT id, request_hash FROM orders WHERE idempotency_key = $1;
+-- orders_by_keys --
+-- Previous orders placed with these Idempotency-Keys, and the hash of the request that placed each.
+SELECT id, idempotency_key, request_hash FROM orders WHERE idempotency_key = ANY($1::text[]);
 
 -- lock_products --
 -- The truth for a checkout: current price and stock, row-locked in id order so that concurrent
@@ -16,24 +18,28 @@ ORDER BY id
 FOR UPDATE;
 
 -- take_stock --
--- Decrement stock for every line (already locked and checked); each product's version moves on.
+-- Decrement stock by what the batch placed (already locked and checked); each product's version
+-- moves on once per batch.
 UPDATE products AS p
 SET inventory = p.inventory - l.quantity, version = p.version + 1, updated_at = now()
 FROM unnest($1::bigint[], $2::int[]) AS l(product_id, quantity)
 WHERE p.id = l.product_id AND p.inventory >= l.quantity
 RETURNING p.id, p.version, p.category_id;
 
--- insert_order --
--- The order header, at the total actually charged.
-INSERT INTO orders (idempotency_key, request_hash, total_cents, currency)
-VALUES ($1, $2, $3, $4)
+-- next_order_ids --
+-- Ids for the orders of one batch, taken before the insert so each checkout knows its own.
+SELECT nextval(pg_get_serial_sequence('orders', 'id')) AS id FROM generate_series(1, $1);
+
+-- insert_orders --
+-- The batch's order headers, each at the total actually charged.
+INSERT INTO orders (id, idempotency_key, request_hash, total_cents, currency)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::bigint[], $5::text[])
 RETURNING id, created_at;
 
 -- insert_order_lines --
--- One line per product, at the price charged (the primary's price under lock).
+-- One line per product per order, at the price charged (the primary's price under lock).
 INSERT INTO order_lines (order_id, line_no, product_id, quantity, price_cents)
-SELECT $1, l.line_no, l.product_id, l.quantity, l.price_cents
-FROM unnest($2::smallint[], $3::bigint[], $4::int[], $5::bigint[]) AS l(line_no, product_id, quantity, price_cents);
+SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::int[], $5::bigint[]);
 
 -- insert_stock_events --
 -- One outbox event ($1: its type) per product whose stock changed, so displayed inventory is

@@ -13,7 +13,9 @@ writers, each a task with a connection of its own):
   COMMIT -> ``product:<id>`` gone;
 - ``checkout``: ``Checkout.place`` on distinct products;
 - ``flash sale``: ``shoppers`` checkouts of one product with ``stock`` units, ``concurrency``
-  at a time: answered per second, p50/p99, orders == stock, oversell 0.
+  at a time: answered per second, p50/p99, orders == stock, oversell 0; once with one
+  transaction per checkout (the row lock held through each COMMIT's flush: the convoy), once as
+  the service runs it (group commit, docs/adr/0017).
 
 Figures are medians over ``runs``; throughputs are compared as ratios within the run.
 """
@@ -98,7 +100,8 @@ class WritesRun:
     updates: dict[str, dict[int, Point]] = field(default_factory=dict)  # mode -> writers -> point
     checkout: dict[int, Point] = field(default_factory=dict)
     invalidation_ms: list[float] = field(default_factory=list)  # COMMIT -> key gone, under load
-    flash: FlashSale | None = None
+    flash: FlashSale | None = None  # the project's checkout: group commit per product
+    flash_alone: FlashSale | None = None  # the same code, one transaction per checkout (max_batch=1)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -274,6 +277,9 @@ async def one_run(admin_dsn: str, redis_url: str, *, products: int, seconds: flo
                                      None)  # fmt: skip
 
             run.checkout[writers] = await _drive(writers, seconds, buy)
+        alone = Checkout(pool, doorbell, max_batch=1)
+        run.flash_alone = await _flash_sale(alone, admin, product=products - 1, shoppers=shoppers, stock=stock,
+                                            concurrency=flash_concurrency)  # fmt: skip
         run.flash = await _flash_sale(checkout, admin, product=products, shoppers=shoppers, stock=stock,
                                       concurrency=flash_concurrency)  # fmt: skip
     finally:
