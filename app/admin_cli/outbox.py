@@ -78,19 +78,24 @@ async def outbox_status(conn: asyncpg.Connection[asyncpg.Record], failing_limit:
         "by_event_type": by_type,
         "failing_events": failing,
         "failing_events_listed": len(failing),  # the oldest; "failing" says how many there are
+        # Broke the event contract: filed with the reason, nothing applied (ops/outbox quarantine).
+        "quarantined": int(await conn.fetchval(Q["quarantined_count"])),
     }
 
 
 def _show_status(status: dict[str, Any], console: Console) -> None:
-    summary = Table("pending", "oldest pending", "failing", "processed 1 min", "processed 1 h", title="outbox")
+    summary = Table("pending", "oldest pending", "failing", "quarantined", "done 1 min", "done 1 h", title="outbox")
     summary.add_row(
         str(status["pending"]),
         f"{status['oldest_pending_age_seconds']:.1f} s",
         str(status["failing"]),
+        str(status["quarantined"]),
         str(status["processed_last_minute"]),
         str(status["processed_last_hour"]),
     )
     console.print(summary)
+    if status["quarantined"]:
+        console.print("  events outside the contract: `ops/outbox quarantine` lists them", highlight=False)
     if status["by_event_type"]:
         types = Table("event type", "pending", "failing", "1 min", "1 h", "oldest pending", title="by event type")
         for r in status["by_event_type"]:
@@ -166,6 +171,8 @@ async def run(args: argparse.Namespace) -> int:
                 _show_status(status, console)
         elif args.command == "tail":
             await _tail(conn, args, console)
+        elif args.command == "quarantine":
+            await _quarantine(conn, args, console)
         elif args.command == "retry":
             return await _retry(conn, args, console)
         elif args.command == "purge":
@@ -173,6 +180,25 @@ async def run(args: argparse.Namespace) -> int:
     finally:
         await conn.close()
     return 0
+
+
+async def _quarantine(conn: asyncpg.Connection[asyncpg.Record], args: argparse.Namespace, console: Console) -> None:
+    """The newest quarantined events: id, type, who filed it when, the reason, the payload."""
+    rows = [dict(r) for r in await conn.fetch(Q["quarantined_events"], args.limit)]
+    if args.json:
+        _print_json({"quarantined": rows})
+        return
+    if not rows:
+        console.print("no quarantined events", highlight=False)
+        return
+    width = max(40, console.width - 4)
+    for r in rows:
+        console.print(f"#{r['event_id']} {r['event_type']} by {r['quarantined_by']} at {r['quarantined_at']:%H:%M:%S}",
+                      highlight=False, markup=False)  # fmt: skip
+        for raw in (r["reason"], r["payload"]):
+            text = " ".join(raw.split())
+            shown = text[: width - 1] + "…" if len(text) > width else text
+            console.print(f"    {shown}", highlight=False, markup=False)
 
 
 async def _retry(conn: asyncpg.Connection[asyncpg.Record], args: argparse.Namespace, console: Console) -> int:
@@ -258,6 +284,8 @@ def parser() -> argparse.ArgumentParser:
     tail.add_argument(
         "--for", dest="for_seconds", type=bounded_float(0.1, 86_400), help="stop following after this many seconds"
     )
+    quarantine = sub.add_parser("quarantine", parents=[common], help="events outside the contract, with the reason")
+    quarantine.add_argument("--limit", type=bounded_int(1, 10_000), default=20, help="the newest (1-10,000)")
     retry = sub.add_parser("retry", parents=[common], help="make failing events due now (the oldest --limit)")
     retry.add_argument(
         "--limit", type=bounded_int(1, 1_000_000), default=10_000, help="at most this many (default 10,000)"

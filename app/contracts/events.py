@@ -58,17 +58,22 @@ def parse_event(payload: object) -> ProductChanged | None:
     Unknown extra keys are tolerated (a newer writer may add some); missing or mistyped required
     ones are not.
     """
+    return check_event(payload)[0]
+
+
+def check_event(payload: object) -> tuple[ProductChanged | None, str]:
+    """The event in an outbox payload and "", or None and why the payload breaks the contract."""
     if isinstance(payload, (bytes, str)):
         try:
-            return _to_event.decode(payload)
-        except msgspec.DecodeError:
-            return None
+            return _to_event.decode(payload), ""
+        except msgspec.DecodeError as exc:
+            return None, str(exc)[:300]
     if isinstance(payload, Mapping):
         try:
-            return msgspec.convert(payload, ProductChanged, strict=True)
-        except msgspec.ValidationError:
-            return None
-    return None
+            return msgspec.convert(payload, ProductChanged, strict=True), ""
+        except msgspec.ValidationError as exc:
+            return None, str(exc)[:300]
+    return None, f"expected a JSON object, got {type(payload).__name__}"
 
 
 def encode_announcements(versions: Mapping[int, int]) -> list[str]:

@@ -78,10 +78,16 @@ async def process_batch(
             return BatchOutcome(0, 0)
         ids: list[int] = claim["ids"]
         plan = InvalidationPlan.of(claim["payloads"])
-        if plan.unparsed:
-            # A writer outside the contract: nothing to invalidate for it, so say so loudly.
+        if plan.rejected:
+            # A writer outside the contract: nothing to invalidate for it. Quarantined with the
+            # reason in this transaction, the rest of the batch applied as usual: never one by one.
             OUTBOX_UNPARSED.inc(plan.unparsed)
-            log.error("relay.unparsed_events", events=plan.unparsed, first_id=min(ids), last_id=max(ids))
+            at = [position for position, _ in plan.rejected]
+            await conn.execute(
+                Q["quarantine_events"], [ids[i] for i in at], [claim["event_types"][i] for i in at],
+                [claim["payloads"][i] for i in at], [reason for _, reason in plan.rejected], options.relay_name,
+            )  # fmt: skip
+            log.error("relay.events_quarantined", events=plan.unparsed, first_id=ids[at[0]], reason=plan.rejected[0][1])
         # Read in the claim, after every claimed event committed: at or past each commit record.
         lsn = lsn_to_int(claim["lsn"])
         try:

@@ -22,7 +22,7 @@ from app.contracts.cache_keys import (
     shard_key,
 )
 from app.contracts.cache_scripts import CacheScripts, ScriptCall
-from app.contracts.events import parse_event
+from app.contracts.events import check_event
 from app.core.redis import slot_of
 
 
@@ -34,11 +34,14 @@ class InvalidationPlan:
     categories: set[int] = field(default_factory=set)
     lists: bool = False
     unparsed: int = 0  # payloads outside the event contract: nothing to apply, but worth a look
+    # (position in the batch, reason) of each payload outside the contract: quarantined with it.
+    rejected: list[tuple[int, str]] = field(default_factory=list)
 
-    def add(self, payload: object) -> bool:
+    def add(self, payload: object, position: int = -1) -> bool:
         """Fold one outbox payload in; False when it is not an event of the contract (nothing to do)."""
-        event = parse_event(payload)
+        event, reason = check_event(payload)
         if event is None:
+            self.rejected.append((position, reason))
             self.unparsed += 1
             return False
         self.versions[event.id] = max(event.version, self.versions.get(event.id, 0))
@@ -49,8 +52,8 @@ class InvalidationPlan:
     @classmethod
     def of(cls, payloads: Iterable[object]) -> InvalidationPlan:
         plan = cls()
-        for payload in payloads:
-            plan.add(payload)
+        for position, payload in enumerate(payloads):
+            plan.add(payload, position)
         return plan
 
 

@@ -153,3 +153,20 @@ FROM outbox_processed
 WHERE processed_at >= clock_timestamp() - make_interval(secs => $1) AND id > $2
 ORDER BY id
 LIMIT 1;
+
+-- quarantine_events --
+-- In the claim's transaction: file the batch's events that break the contract, with the reason.
+INSERT INTO outbox_quarantine (event_id, event_type, payload, reason, quarantined_by)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], array_fill($5::text, ARRAY[cardinality($1)]))
+ON CONFLICT (event_id) DO NOTHING;
+
+-- quarantined_count --
+-- ops/outbox status: how many events were quarantined.
+SELECT count(*) FROM outbox_quarantine;
+
+-- quarantined_events --
+-- ops/outbox quarantine: the newest $1 quarantined events, with the reason.
+SELECT event_id, event_type, payload, reason, quarantined_by, quarantined_at
+FROM outbox_quarantine
+ORDER BY event_id DESC
+LIMIT $1;

@@ -161,3 +161,34 @@ async def test_scripts_the_server_forgot_are_loaded_again(redis_client: aioredis
     assert await apply_plan(scripts, plan, 60_000, lsn=2, generation_interval_ms=0) is True
     assert await redis_client.get(fence_key(5)) == b"3"
     assert await redis_client.get(CACHE_MARK) == lsn_hex(2).encode()
+
+
+async def test_payloads_outside_the_contract_are_quarantined_in_the_batch(
+    relay_conn: asyncpg.Connection, redis_client: aioredis.Redis, primary: asyncpg.Connection
+) -> None:
+    """Bad payloads among good ones: one batch takes them all; the bad ones are filed with the
+    reason (ops/outbox shows them), the good ones applied; the drain never goes one by one."""
+    await _insert_events(primary)
+    bad = await primary.fetch(
+        """INSERT INTO outbox (event_type, aggregate_id, payload)
+           VALUES ('product.updated', 5, '{"id": 5}'), ('product.updated', 6, '{"id": "six", "version": 2}'),
+                  ('product.updated', 7, '[1, 2]')
+           RETURNING id"""
+    )
+    await _insert_events(primary)
+    await redis_client.set(CACHE_MARK, lsn_hex(1))
+    outcome = await process_batch(relay_conn, CacheScripts(redis_client), _options("quarantining", batch_size=5_000))
+
+    assert (outcome.processed, outcome.failed, outcome.error) == (2 * EVENTS + 3, 0, None), "one batch, no retries"
+    assert await primary.fetchval("SELECT count(*) FROM outbox") == 0
+    held = await primary.fetch("SELECT event_id, reason, quarantined_by FROM outbox_quarantine ORDER BY event_id")
+    assert [r["event_id"] for r in held] == [r["id"] for r in bad]
+    assert {r["quarantined_by"] for r in held} == {"quarantining"}
+    assert "version" in held[0]["reason"], held[0]["reason"]
+    assert "int" in held[1]["reason"] or "six" in held[1]["reason"], held[1]["reason"]
+    assert held[2]["reason"], "every quarantined event says why"
+    assert await redis_client.get(fence_key(1)) is not None, "the good events of the batch were applied"
+
+    from app.admin_cli.outbox import outbox_status
+
+    assert (await outbox_status(primary))["quarantined"] == 3
