@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from app.admin_cli.args import bounded_float, bounded_int, global_flags, no_stack, tool_parser, unreachable
+from app.admin_cli.quarantine import show_quarantine
 from app.core.db import init_connection
 from app.core.settings import CacheSettings
 from app.core.sql import queries
@@ -172,7 +173,7 @@ async def run(args: argparse.Namespace) -> int:
         elif args.command == "tail":
             await _tail(conn, args, console)
         elif args.command == "quarantine":
-            await _quarantine(conn, args, console)
+            await show_quarantine(conn, args, console, Q, _print_json)
         elif args.command == "retry":
             return await _retry(conn, args, console)
         elif args.command == "purge":
@@ -180,25 +181,6 @@ async def run(args: argparse.Namespace) -> int:
     finally:
         await conn.close()
     return 0
-
-
-async def _quarantine(conn: asyncpg.Connection[asyncpg.Record], args: argparse.Namespace, console: Console) -> None:
-    """The newest quarantined events: id, type, who filed it when, the reason, the payload."""
-    rows = [dict(r) for r in await conn.fetch(Q["quarantined_events"], args.limit)]
-    if args.json:
-        _print_json({"quarantined": rows})
-        return
-    if not rows:
-        console.print("no quarantined events", highlight=False)
-        return
-    width = max(40, console.width - 4)
-    for r in rows:
-        console.print(f"#{r['event_id']} {r['event_type']} by {r['quarantined_by']} at {r['quarantined_at']:%H:%M:%S}",
-                      highlight=False, markup=False)  # fmt: skip
-        for raw in (r["reason"], r["payload"]):
-            text = " ".join(raw.split())
-            shown = text[: width - 1] + "…" if len(text) > width else text
-            console.print(f"    {shown}", highlight=False, markup=False)
 
 
 async def _retry(conn: asyncpg.Connection[asyncpg.Record], args: argparse.Namespace, console: Console) -> int:

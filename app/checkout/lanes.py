@@ -37,10 +37,23 @@ class _Lane(Generic[Item, Result]):
 class Lanes(Generic[Item, Result]):
     """Per key, one batch at a time; whatever queued meanwhile is the next batch."""
 
-    def __init__(self, run_batch: Callable[[list[Waiting[Item, Result]]], Awaitable[None]], max_batch: int) -> None:
+    def __init__(
+        self,
+        run_batch: Callable[[list[Waiting[Item, Result]]], Awaitable[None]],
+        max_batch: int,
+        *,
+        max_queued: int,
+        wait_s: float,
+        busy: Callable[[], Exception],
+    ) -> None:
         # ``run_batch`` must settle every future of its batch (a result or an exception).
         self.run_batch = run_batch
         self.max_batch = max_batch
+        # A deadline for the queue as for a pool (rule 14): at most ``max_queued`` wait in a lane,
+        # for at most ``wait_s`` before their batch starts; else ``busy()`` (a 503), nothing written.
+        self.max_queued = max_queued
+        self.wait_s = wait_s
+        self.busy = busy
         self._lanes: dict[Hashable, _Lane[Item, Result]] = {}
         self.batches = 0
         self.largest_batch = 0
@@ -49,13 +62,21 @@ class Lanes(Generic[Item, Result]):
         lane = self._lanes.get(key)
         if lane is None:
             lane = self._lanes[key] = _Lane()
+        if len(lane.queue) >= self.max_queued:
+            raise self.busy()
         waiting: Waiting[Item, Result] = Waiting(item, asyncio.get_running_loop().create_future())
         lane.queue.append(waiting)
         if lane.runner is None:
             lane.runner = asyncio.create_task(self._drain(key, lane), name="checkout-lane")
         # shield: a caller that goes away (client disconnect) does not cancel the batch it is in;
         # its checkout is decided and committed with the others, only the answer goes unread.
-        return await asyncio.shield(waiting.future)
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiting.future), timeout=self.wait_s)
+        except TimeoutError:
+            if waiting in lane.queue:  # its batch has not started: leave, nothing was written
+                lane.queue.remove(waiting)
+                raise self.busy() from None
+        return await asyncio.shield(waiting.future)  # in a running batch: its own deadlines bound it
 
     async def _drain(self, key: Hashable, lane: _Lane[Item, Result]) -> None:
         try:

@@ -25,7 +25,7 @@ import msgspec
 from app.checkout.lanes import Lanes, Waiting
 from app.checkout.schemas import CheckoutLine, Order, OrderLine
 from app.contracts.events import EventType
-from app.core.db import WritePool
+from app.core.db import DatabaseUnavailable, WritePool
 from app.core.doorbell import Doorbell
 from app.core.metrics import CHECKOUTS, DB_QUERY_SECONDS
 from app.core.problems import Problem
@@ -136,7 +136,10 @@ class Checkout:
     def __init__(self, pool: WritePool, doorbell: Doorbell | None, max_batch: int = MAX_BATCH) -> None:
         self.pool = pool
         self.doorbell = doorbell
-        self.lanes: Lanes[_Request, CheckoutResult] = Lanes(self._run_batch, max_batch)
+        self.lanes: Lanes[_Request, CheckoutResult] = Lanes(
+            self._run_batch, max_batch, max_queued=pool.max_waiting, wait_s=pool.acquire_timeout_s,
+            busy=lambda: DatabaseUnavailable(pool.server, "too many checkouts waiting", unreachable=False),
+        )  # fmt: skip
 
     async def place(self, lines: list[CheckoutLine], idempotency_key: str | None) -> CheckoutResult:
         """Charge the primary's prices, never oversell, and place each keyed request once."""

@@ -144,9 +144,7 @@ class OutboxRelay:
             self.dsn,
             timeout=self.db.connect_timeout_s,
             command_timeout=command_timeout_s(self.db),
-            # A batch whose COMMIT a crash loses comes back to the queue and is applied again
-            # (idempotent deletes, max fences): the relay need not wait for its WAL flush, which on
-            # a durable primary is most of a batch's latency under write load.
+            # A batch whose COMMIT a crash loses is re-delivered (idempotent): no flush wait (ADR 0016).
             server_settings={**server_settings(self.db, "relay"), "synchronous_commit": "off"},
         )
         lost = asyncio.Event()
