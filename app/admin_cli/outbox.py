@@ -173,7 +173,7 @@ async def run(args: argparse.Namespace) -> int:
         elif args.command == "tail":
             await _tail(conn, args, console)
         elif args.command == "quarantine":
-            await show_quarantine(conn, args, console, Q, _print_json)
+            await show_quarantine(conn, args, console, _print_json)
         elif args.command == "retry":
             return await _retry(conn, args, console)
         elif args.command == "purge":

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 from rich.console import Console
+
+from app.core.sql import queries
+
+Q = queries("outbox")
 
 
 async def show_quarantine(
     conn: asyncpg.Connection[asyncpg.Record],
     args: argparse.Namespace,
     console: Console,
-    q: Mapping[str, str],
     print_json: Callable[[Any], None],
 ) -> None:
     """The newest quarantined events: id, type, who filed it when, the reason, the payload."""
-    rows = [dict(r) for r in await conn.fetch(q["quarantined_events"], args.limit)]
+    rows = [dict(r) for r in await conn.fetch(Q["quarantined_events"], args.limit)]
     if args.json:
         print_json({"quarantined": rows})
         return
