@@ -61,7 +61,8 @@ class HealthChecks:
 
     instance: str
     primary: WritePool
-    replicas: dict[str, ReadPool]
+    # The replicas by name, asked at each check: with Patroni the set changes (fastpath/members.py).
+    replicas: Callable[[], dict[str, ReadPool]]
     redis: Pingable  # a Redis or a RedisCluster (a union would not survive Litestar's signature model)
     listener: Callable[[], dict[str, Any]]
     # The read router's view, by replica name: whether display reads may use it now.
@@ -69,11 +70,12 @@ class HealthChecks:
 
     async def readiness(self) -> Readiness:
         (primary, primary_lsn), redis = await asyncio.gather(self._check_primary(), self._check_redis())
-        checks = await asyncio.gather(*(self._check_replica(pool, primary_lsn) for pool in self.replicas.values()))
+        pools = self.replicas()
+        checks = await asyncio.gather(*(self._check_replica(pool, primary_lsn) for pool in pools.values()))
         eligibility = self.replica_eligibility()
         replicas = {
             name: msgspec.structs.replace(check, eligible=eligibility.get(name))
-            for name, check in zip(self.replicas, checks, strict=True)
+            for name, check in zip(pools, checks, strict=True)
         }
         listener = self.listener()
         degraded = not primary.ok or not redis.ok or not all(c.ok for c in replicas.values()) or not listener["ok"]

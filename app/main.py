@@ -30,7 +30,7 @@ from app.contracts.policy import ADMIN_SECURITY
 from app.contracts.ryw import RywCookies
 from app.core.auth import admin_auth_middleware
 from app.core.breaker import CircuitBreaker
-from app.core.db import WritePool, create_read_pool, create_write_pool, server_settings
+from app.core.db import ReadPool, WritePool, create_read_pool, create_write_pool, server_settings
 from app.core.doorbell import Doorbell
 from app.core.http import HttpMetrics, observe_requests_middleware
 from app.core.logging import configure_logging
@@ -40,6 +40,7 @@ from app.core.settings import Settings, get_settings
 from app.fastpath import lane as fast_lane
 from app.fastpath.display_cache import DisplayCache
 from app.fastpath.lists import ListReads
+from app.fastpath.members import PatroniMembers
 from app.fastpath.near_cache import NearCache
 from app.fastpath.products import ProductReads
 from app.fastpath.replica_monitor import ReplicaMonitor
@@ -217,6 +218,20 @@ async def _start(
         max_lag_s=settings.replicas.max_lag_ms / 1000,
         retry_after_s=settings.replicas.retry_after_s,
     )
+    members = None
+    if settings.replicas.patroni_urls:
+
+        async def open_pool(dsn: str, name: str) -> ReadPool:
+            return await create_read_pool(dsn, name, db)
+
+        members = PatroniMembers(
+            router,
+            settings.replicas.patroni_urls,
+            db.primary_dsn,
+            open_pool,
+            interval_s=settings.replicas.discovery_interval_ms / 1000,
+        )
+        await members.refresh()
     monitor = ReplicaMonitor(router, db.primary_dsn, interval_s=settings.replicas.poll_interval_ms / 1000)
     await monitor.poll_once()  # know the replicas before the first request
     redis = create_redis(settings.redis)
@@ -224,6 +239,8 @@ async def _start(
     # Hard ceiling per Redis call: the socket timeout plus the pool's one retry.
     display_cache = DisplayCache(redis, breaker, timeout_s=2 * settings.redis.socket_timeout_ms / 1000)
     tasks = [_side_task(monitor.run(stop), "replica-monitor")]
+    if members is not None:
+        tasks.append(_side_task(members.run(stop), "replica-members"))
     # The near cache hears invalidations through this instance's relay connection.
     near = None
     if settings.near_cache.enabled and settings.relay.enabled:
@@ -266,7 +283,7 @@ async def _start(
         health=HealthChecks(
             instance=settings.instance_name,
             primary=write_pool,
-            replicas={r.name: r.pool for r in replicas},
+            replicas=lambda: {r.name: r.pool for r in router.replicas},
             redis=redis,
             listener=relay.status if relay is not None else lambda: {"ok": True, "enabled": False},
             replica_eligibility=router.eligibility,

@@ -54,6 +54,10 @@ class DatabaseSettings(_Group, frozen=True, kw_only=True):
 
 class ReplicaSettings(_Group, frozen=True, kw_only=True):
     dsns: tuple[str, ...] = ()
+    # Patroni's REST API (any members'): the replicas are the members it lists as running
+    # replicas, followed as they change (app/fastpath/members.py), instead of a fixed ``dsns``.
+    patroni_urls: tuple[str, ...] = ()
+    discovery_interval_ms: int = 1_000
     # A replica further behind than this is out of rotation (docs/consistency.md, rule 9).
     max_lag_ms: int = 1_000
     # After a replica fails, reads skip it for this long before trying it again.
@@ -112,6 +116,9 @@ class RelaySettings(_Group, frozen=True, kw_only=True):
     # Writers ring the doorbell after COMMIT; it sends at most one NOTIFY per this interval,
     # carrying the highest outbox id rung (app/core/doorbell.py, docs/adr/0016).
     doorbell_interval_ms: float = 2.0
+    # A relay woken by a doorbell starts its next drain at least this long after its last one
+    # started: under a write storm each drain serves many events instead of one per wake-up.
+    drain_gap_ms: float = 5.0
     batch_size: int = 2_000
     probe_interval_s: float = 5.0
     max_backoff_s: float = 5.0
@@ -187,15 +194,24 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             raise SettingsError("CATALOG_ADMIN_TOKEN and CATALOG_RYW_SECRET must be set in production")
         if self.cache.fence_ttl_s * 1000 <= 10 * self.replicas.max_lag_ms:
             raise SettingsError("CATALOG_CACHE_FENCE_TTL_S must exceed 10x CATALOG_REPLICA_MAX_LAG_MS")
-        if self.relay.poll_interval_s <= 0 or self.relay.batch_size < 1:
-            raise SettingsError("CATALOG_RELAY_POLL_INTERVAL_S and CATALOG_RELAY_BATCH_SIZE must be positive")
-        if not 0 <= self.relay.doorbell_interval_ms <= 1000:
-            raise SettingsError("CATALOG_RELAY_DOORBELL_INTERVAL_MS must be between 0 and 1000")
+        self._check_relay_and_replicas()
         for entry in self.admin_tokens:
             if entry.startswith("sha256:") and not re.fullmatch(r"sha256:[0-9a-f]{64}", entry):
                 raise SettingsError("CATALOG_ADMIN_TOKENS: a sha256: entry needs 64 lower-case hex digits")
         if len(self.ryw.secret) < 16:
             raise SettingsError("CATALOG_RYW_SECRET must be at least 16 characters")
+
+    def _check_relay_and_replicas(self) -> None:
+        if self.relay.poll_interval_s <= 0 or self.relay.batch_size < 1:
+            raise SettingsError("CATALOG_RELAY_POLL_INTERVAL_S and CATALOG_RELAY_BATCH_SIZE must be positive")
+        if not 0 <= self.relay.doorbell_interval_ms <= 1000:
+            raise SettingsError("CATALOG_RELAY_DOORBELL_INTERVAL_MS must be between 0 and 1000")
+        if not 0 <= self.relay.drain_gap_ms <= 1000:
+            raise SettingsError("CATALOG_RELAY_DRAIN_GAP_MS must be between 0 and 1000")
+        if self.replicas.dsns and self.replicas.patroni_urls:
+            raise SettingsError("set CATALOG_REPLICA_DSNS or CATALOG_REPLICA_PATRONI_URLS, not both")
+        if self.replicas.discovery_interval_ms < 50:
+            raise SettingsError("CATALOG_REPLICA_DISCOVERY_INTERVAL_MS must be at least 50")
 
 
 _TRUE = {"1", "true", "yes", "on"}

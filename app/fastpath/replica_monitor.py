@@ -108,7 +108,12 @@ class ReplicaMonitor:
         return lsn_to_int(value) if reachable and value is not None else None
 
     async def _poll_replica(self, replica: Replica) -> None:
-        reachable, value = await self._replicas[replica.name].sample(Q["replica_replay_lsn"])
+        probe = self._replicas.get(replica.name)
+        if probe is None or probe.dsn != replica.dsn:  # a member that joined (members.py)
+            if probe is not None:
+                probe.close()
+            probe = self._replicas[replica.name] = _Probe(replica.dsn)
+        reachable, value = await probe.sample(Q["replica_replay_lsn"])
         if not reachable:
             replica.up = False
             return
@@ -117,7 +122,7 @@ class ReplicaMonitor:
             # and with a multi-host DSN (target_session_attrs=standby) the next connections find
             # the server that is a standby now.
             replica.up = False
-            self._replicas[replica.name].close()
+            probe.close()
             await replica.pool.expire()
             return
         replica.replay_lsn = lsn_to_int(value)
@@ -146,11 +151,17 @@ class ReplicaMonitor:
 
     async def sample_replicas(self) -> None:
         """Each replica's replay position, and its lag against the primary's recent history."""
-        await asyncio.gather(*(self._poll_replica(r) for r in self.router.replicas))
+        replicas = list(self.router.replicas)  # the set can change while we sample (members.py)
+        for name in set(self._replicas) - {r.name for r in replicas}:
+            self._replicas.pop(name).close()
+            for gauge in (REPLICA_UP, REPLICA_LAG, REPLICA_ELIGIBLE):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(name)
+        await asyncio.gather(*(self._poll_replica(r) for r in replicas))
         now = time.monotonic()
         # Without a recent primary position a replica's lag cannot be known: treat it as unbounded.
         primary_known = now - self._last_primary_sample < STALE_POLL_S
-        for replica in self.router.replicas:
+        for replica in replicas:
             known = replica.up and primary_known
             replica.lag_s = self.history.lag_of(replica.replay_lsn, now) if known else float("inf")
             REPLICA_UP.labels(replica.name).set(1 if replica.up else 0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -83,3 +84,39 @@ def test_a_handed_over_service_leaves_no_child_behind(tmp_path: Path) -> None:
         while _services_on(socket) and time.monotonic() < deadline:
             time.sleep(0.1)
     assert _services_on(socket) == []
+
+
+def test_a_killed_owner_takes_its_service_along(tmp_path: Path) -> None:
+    """An owner killed before it can stop the service (a test run hitting its timeout) leaves none."""
+    socket = tmp_path / "podman.sock"
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from devtools.containers.engine import start_podman_socket\n"
+        f"e = start_podman_socket(Path({str(tmp_path / 'service.log')!r}), install=False, own_service=True,"
+        f" socket=Path({str(socket)!r}))\n"
+        "print(e.service.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "ops")])}
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env, cwd=root) as owner:
+        assert owner.stdout is not None
+        pid = int(owner.stdout.readline())
+        assert _services_on(socket) == [pid]
+
+        owner.kill()
+
+    deadline = time.monotonic() + 15
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(pid), "the service outlived the process that owned it"
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's reaping is up to whoever adopted it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

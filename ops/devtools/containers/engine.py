@@ -9,9 +9,11 @@ podman also never runs healthchecks by itself; :attr:`Engine.drives_health` tell
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -181,8 +183,18 @@ def _start_service(socket: Path, log: Path, env: dict[str, str], *, detached: bo
             )
             return None
         return subprocess.Popen(
-            command, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
-        )
+            command, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509  (one prctl call; a killed caller takes it along)
+        )  # fmt: skip
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: the kernel sends it SIGTERM when the process that started it dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def _socket_answers(env: dict[str, str], socket: Path = PODMAN_SOCKET) -> bool:

@@ -1,7 +1,7 @@
 """ops/dev: the local stack (Postgres primary + streaming replicas, Redis, app
 instances, nginx) from this machine's binaries, under the run directory (.run/).
 
-  ops/dev up [--replicas N] [--instances M] [--redis-cluster]
+  ops/dev up [--replicas N] [--instances M] [--redis-cluster] [--ha [--synchronous]]
   ops/dev status | down | destroy | failover [--to REPLICA]
   ops/dev stop SERVICE | start SERVICE
 
@@ -37,7 +37,10 @@ _PORT_ENV = {
 # primary connections (two pools of 10, the monitor, the relay) of its max_connections (300).
 MAX_REPLICAS = 8
 MAX_INSTANCES = 8
-SERVICES_HELP = "primary, replica-1..N (replica = replica-1), redis (redis-1..6 on a cluster), app-1..M, nginx"
+SERVICES_HELP = (
+    "primary, replica-1..N (replica = replica-1), redis (redis-1..6 on a cluster), app-1..M, nginx; "
+    "with --ha: etcd, pg-1..3, haproxy"
+)
 
 
 def _overrides() -> dict[str, object]:
@@ -101,6 +104,18 @@ def _failover(stack: Stack, target: str | None, as_json: bool) -> None:
     print("  commits the old primary had not shipped are lost, with their outbox events (docs/faults.md)")
 
 
+def _switchover(stack: Stack, target: str | None, as_json: bool) -> None:
+    from devtools.stack.ha import switchover
+
+    if not stack.config.ha:
+        raise UsageError("switchover is for the HA stack (`ops/dev up --ha`); this one has `ops/dev failover`")
+    report = switchover(stack.ha, target)
+    if as_json:
+        print(msgspec.json.encode(report).decode())
+        return
+    print(f"{report['leader']} is the primary now (was {report['was']}), in {report['seconds']:.2f} s")
+
+
 def parser() -> argparse.ArgumentParser:
     common = global_flags()
     common.add_argument(
@@ -132,11 +147,27 @@ def parser() -> argparse.ArgumentParser:
         help="a Redis Cluster redis-1..6 (3 masters, a replica each) on CATALOG_DEV_REDIS_PORT and the "
         "5 ports after it, instead of one Redis",
     )
+    up.add_argument(
+        "--ha",
+        action="store_true",
+        default=None,
+        help="the HA topology: etcd, Postgres members pg-1..3 managed by Patroni, HAProxy on the primary's "
+        "port (docs/adr/0018); instead of the primary and its replicas",
+    )
+    up.add_argument(
+        "--synchronous",
+        action="store_true",
+        default=None,
+        help="with --ha: Patroni's synchronous mode (a COMMIT waits for a replica: no acknowledged write "
+        "is lost in a failover)",
+    )
     sub.add_parser("down", parents=[common], help="stop everything the stack started (data is kept)")
     sub.add_parser("destroy", parents=[common], help="stop everything, delete the stack's data and its config")
     sub.add_parser("status", parents=[common], help="which services run; exit 1 unless all do")
     fo = sub.add_parser("failover", parents=[common], help="stop the primary as a crash would and promote a replica")
     fo.add_argument("--to", metavar="REPLICA", help="the replica to promote (default: the one holding the most WAL)")
+    so = sub.add_parser("switchover", parents=[common], help="with --ha: a planned switchover, by Patroni")
+    so.add_argument("--to", metavar="MEMBER", help="the member to promote (default: Patroni's choice)")
     for name in ("stop", "start"):
         p = sub.add_parser(name, parents=[common], help=f"{name} one service (fault drills)")
         p.add_argument("service", metavar="SERVICE", help=f"one of: {SERVICES_HELP}")
@@ -153,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             replicas=getattr(args, "replicas", None),
             instances=getattr(args, "instances", None),
             redis_cluster=getattr(args, "redis_cluster", None),
+            ha=getattr(args, "ha", None),
+            synchronous_mode=getattr(args, "synchronous", None),
             env=os.environ,
             **_overrides(),
         )
@@ -188,7 +221,11 @@ def _command(stack: Stack, args: argparse.Namespace, run_dir: Path, as_json: boo
     elif args.command == "status":
         return _print_status(stack, as_json)
     elif args.command == "failover":
+        if stack.config.ha:
+            raise UsageError("in the HA stack Patroni decides failover; `ops/dev switchover` asks it for a planned one")
         _failover(stack, args.to, as_json)
+    elif args.command == "switchover":
+        _switchover(stack, args.to, as_json)
     elif args.command in ("stop", "start"):
         getattr(stack, args.command)(args.service)
         print(f"{args.service}: {'stopped' if args.command == 'stop' else 'running'}")
@@ -204,7 +241,13 @@ def _print_up(stack: Stack, run_dir: Path, as_json: bool) -> None:
         return
     print()
     print(f"catalog is up: {c.url}  (instances: {', '.join(c.app_urls)})")
-    print(f"  replicas:   {', '.join(f'{r} :{c.port_of(r)}' for r in c.replicas)}")
+    if c.ha:
+        sync = ", synchronous mode" if c.synchronous_mode else ""
+        print(f"  primary:    HAProxy :{c.primary_port} -> the member Patroni elects{sync}")
+        print(f"  members:    {', '.join(f'{m} :{c.port_of(m)} (api :{c.api_port_of(m)})' for m in c.members)}")
+        print(f"  etcd:       :{c.etcd_port}   (patronictl -c {stack.ha.config_path(c.members[0])} list)")
+    else:
+        print(f"  replicas:   {', '.join(f'{r} :{c.port_of(r)}' for r in c.replicas)}")
     if c.redis_cluster:
         print(f"  redis:      cluster {', '.join(f'{r} :{c.port_of(r)}' for r in c.redis_nodes)}")
     print(f"  stack env:  {env_file}   (source it: set -a; . {env_file}; set +a)")

@@ -48,6 +48,14 @@ class StackConfig(msgspec.Struct, kw_only=True):
     # service named "primary" is the node that was a replica; layout.py).
     data_dirs: dict[str, str] = msgspec.field(default_factory=dict)
     failovers: int = 0
+    # The HA topology (`ops/dev up --ha`, docs/adr/0018): etcd, Postgres members managed by
+    # Patroni, HAProxy on ``primary_port`` sending sessions to whichever member Patroni made the
+    # primary. ``replica_ports`` are then unused: the apps learn the replicas from Patroni.
+    ha: bool = False
+    synchronous_mode: bool = False  # Patroni's: a COMMIT waits for one replica (docs/faults.md)
+    etcd_port: int = 52379  # its peer port is the next one
+    member_ports: list[int] = msgspec.field(default_factory=lambda: [55441, 55442, 55443])
+    patroni_api_port: int = 58441  # member pg-N's REST API listens on this + N - 1
 
     @property
     def replica_port(self) -> int:
@@ -70,17 +78,36 @@ class StackConfig(msgspec.Struct, kw_only=True):
         return tuple(f"redis-{i + 1}" for i in range(REDIS_CLUSTER_NODES))
 
     @property
+    def members(self) -> tuple[str, ...]:
+        """The Patroni-managed Postgres members of an HA stack, ``pg-1..N``."""
+        return tuple(f"pg-{i + 1}" for i in range(len(self.member_ports))) if self.ha else ()
+
+    @property
+    def databases(self) -> tuple[str, ...]:
+        """The services that are Postgres or decide about it, in start order."""
+        if self.ha:
+            return ("etcd", *self.members, "haproxy")
+        return ("primary", *self.replicas)
+
+    @property
     def services(self) -> tuple[str, ...]:
-        return ("primary", *self.replicas, *self.redis_nodes, *self.apps, "nginx")
+        return (*self.databases, *self.redis_nodes, *self.apps, "nginx")
+
+    def api_port_of(self, member: str) -> int:
+        return self.patroni_api_port + int(member.removeprefix("pg-")) - 1
+
+    @property
+    def patroni_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{self.api_port_of(m)}" for m in self.members]
 
     def port_of(self, service: str) -> int:
-        if service.startswith("app-"):
-            return self.app_ports[int(service.removeprefix("app-")) - 1]
-        if service.startswith("replica-"):
-            return self.replica_ports[int(service.removeprefix("replica-")) - 1]
-        if service.startswith("redis-"):
-            return self.redis_port + int(service.removeprefix("redis-")) - 1
-        ports = {"primary": self.primary_port, "redis": self.redis_port, "nginx": self.nginx_port}
+        kind, _, number = service.rpartition("-")
+        if kind and number.isdigit():
+            index = int(number) - 1
+            numbered = {"app": self.app_ports, "replica": self.replica_ports, "pg": self.member_ports}
+            return self.redis_port + index if kind == "redis" else numbered[kind][index]
+        ports = {"primary": self.primary_port, "redis": self.redis_port, "nginx": self.nginx_port,
+                 "etcd": self.etcd_port, "haproxy": self.primary_port}  # fmt: skip
         return ports[service]
 
     def bus_port_of(self, service: str) -> int | None:
@@ -90,7 +117,12 @@ class StackConfig(msgspec.Struct, kw_only=True):
         return None
 
     def ports_of(self, service: str) -> list[int]:
-        """Every port ``service`` listens on: its own, and a cluster node's bus port."""
+        """Every port ``service`` listens on: its own, a cluster node's bus port, a Patroni
+        member's REST API, etcd's peer port."""
+        if service.startswith("pg-"):
+            return [self.port_of(service), self.api_port_of(service)]
+        if service == "etcd":
+            return [self.etcd_port, self.etcd_port + 1]
         bus = self.bus_port_of(service)
         return [self.port_of(service), *([bus] if bus is not None else [])]
 
@@ -124,7 +156,10 @@ class StackConfig(msgspec.Struct, kw_only=True):
 
     def app_primary_dsn(self) -> str:
         """Every node, first the primary; the session goes to whichever is the primary when it
-        connects, so a running instance follows ``ops/dev failover`` (docs/adr/0014)."""
+        connects, so a running instance follows ``ops/dev failover`` (docs/adr/0014). In the HA
+        topology: HAProxy, which follows Patroni (docs/adr/0018)."""
+        if self.ha:
+            return self.app_dsn(self.primary_port)
         return _multi_host(APP_ROLE, self.postgres_ports, "primary")
 
     def app_replica_dsn(self, index: int) -> str:
@@ -153,11 +188,16 @@ class StackConfig(msgspec.Struct, kw_only=True):
             "CATALOG_URL": self.url,
             "CATALOG_APP_URLS": ",".join(self.app_urls),
             "CATALOG_PRIMARY_DSN": self.superuser_dsn(self.primary_port),
-            "CATALOG_REPLICA_DSNS": ",".join(self.superuser_dsn(p) for p in self.replica_ports),
+            "CATALOG_REPLICA_DSNS": ",".join(self.superuser_dsn(p) for p in self.replica_ports) if not self.ha else "",
             "CATALOG_REDIS_URL": self.redis_url,
             "CATALOG_ADMIN_TOKEN": self.admin_token,
             **self.redis_cluster_env,
+            **self.ha_env,
         }
+
+    @property
+    def ha_env(self) -> dict[str, str]:
+        return {"CATALOG_REPLICA_PATRONI_URLS": ",".join(self.patroni_urls)} if self.ha else {}
 
     @property
     def redis_cluster_env(self) -> dict[str, str]:
@@ -169,7 +209,10 @@ class StackConfig(msgspec.Struct, kw_only=True):
             "CATALOG_ENV": "development",
             "CATALOG_INSTANCE_NAME": f"app-{index + 1}",
             "CATALOG_PRIMARY_DSN": self.app_primary_dsn(),
-            "CATALOG_REPLICA_DSNS": ",".join(self.app_replica_dsn(i) for i in range(len(self.replica_ports))),
+            "CATALOG_REPLICA_DSNS": ""
+            if self.ha
+            else ",".join(self.app_replica_dsn(i) for i in range(len(self.replica_ports))),
+            **self.ha_env,
             "CATALOG_REDIS_URL": self.redis_url,
             "CATALOG_ADMIN_TOKEN": self.admin_token,
             "CATALOG_RYW_SECRET": self.ryw_secret,
@@ -192,6 +235,8 @@ def port_variable(service: str) -> str:
         return "CATALOG_DEV_REPLICA_PORT"
     if service.startswith("redis"):
         return "CATALOG_DEV_REDIS_PORT"  # cluster nodes take the ports after it
+    if service == "haproxy":
+        return "CATALOG_DEV_PRIMARY_PORT"  # it holds the primary's address
     return f"CATALOG_DEV_{service.upper().replace('-', '_')}_PORT"
 
 
@@ -269,9 +314,15 @@ def port_conflicts(config: StackConfig, service: str) -> list[PortConflict]:
     found = []
     for port in config.ports_of(service):
         if port_open(port):
-            what = f"for {service}" if port == config.port_of(service) else f"the cluster bus port of {service}"
+            what = f"for {service}" if port == config.port_of(service) else f"the {_second_port(service)} of {service}"
             found.append(PortConflict(port, service, what, port_variable(service), port_holder(port)))
     return found
+
+
+def _second_port(service: str) -> str:
+    if service.startswith("pg-"):
+        return "Patroni REST API port"
+    return "peer port" if service == "etcd" else "cluster bus port"
 
 
 def refuse_conflicts(conflicts: list[PortConflict]) -> None:

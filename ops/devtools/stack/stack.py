@@ -29,6 +29,7 @@ from devtools.stack.config import (
     topology_ports,
 )
 from devtools.stack.database import prepare_database
+from devtools.stack.ha import HA, check_ha_binaries
 from devtools.stack.layout import Layout, is_postgres
 from devtools.stack.nginx import Nginx
 from devtools.stack.postgres import Postgres
@@ -49,6 +50,7 @@ class Stack:
     redis: Redis = field(init=False, repr=False)
     apps: Apps = field(init=False, repr=False)
     nginx: Nginx = field(init=False, repr=False)
+    ha: HA = field(init=False, repr=False)
     moved: list[ports.Move] = field(default_factory=list, init=False, repr=False)  # ports taken from the environment
     pending_moves: list[ports.Move] = field(default_factory=list, init=False, repr=False)  # asked for, not yet taken
 
@@ -60,6 +62,7 @@ class Stack:
         self.redis = Redis(*parts)
         self.apps = Apps(*parts, python=self.python)
         self.nginx = Nginx(*parts)
+        self.ha = HA(*parts)
 
     @property
     def run_dir(self) -> Path:
@@ -83,6 +86,8 @@ class Stack:
         replicas: int | None = None,
         instances: int | None = None,
         redis_cluster: bool | None = None,
+        ha: bool | None = None,
+        synchronous_mode: bool | None = None,
         env: Mapping[str, str] | None = None,
         **overrides: object,
     ) -> Stack:
@@ -104,6 +109,8 @@ class Stack:
                     "admin_token": secrets.token_urlsafe(24),
                     "ryw_secret": secrets.token_urlsafe(32),
                     "redis_cluster": bool(redis_cluster),
+                    "ha": bool(ha),
+                    "synchronous_mode": bool(synchronous_mode),
                     **overrides,
                     **topology,
                 },
@@ -121,6 +128,12 @@ class Stack:
                 kind = "a Redis Cluster" if config.redis_cluster else "a single Redis"
                 raise StackError(f"this stack has {kind}; run `ops/dev destroy` first to change it")
             config = msgspec.structs.replace(config, redis_cluster=redis_cluster)
+        for name, asked in (("ha", ha), ("synchronous_mode", synchronous_mode)):
+            if asked and not getattr(config, name):
+                if Path(config.base_dir).exists():
+                    what = "the HA topology" if name == "ha" else "Patroni's synchronous mode"
+                    raise StackError(f"this stack was made without {what}; run `ops/dev destroy` first")
+                config = msgspec.structs.replace(config, **{name: True})
         have = (len(config.replica_ports), len(config.app_ports))
         want = (replicas or have[0], instances or have[1])
         if want != have:
@@ -180,6 +193,8 @@ class Stack:
         wanted = services or self.config.services
         self.config.check_ports()
         check_binaries()
+        if self.config.ha:
+            check_ha_binaries()
         # Before anything starts: a port held by another program fails the whole `up` at once,
         # naming it, rather than after the services in front of it are up.
         refuse_conflicts([c for s in wanted if not self.running(s) for c in port_conflicts(self.config, s)])
@@ -187,6 +202,8 @@ class Stack:
         self.save()
         # Order matters: replicas are copied from the running primary, the apps need the databases and
         # Redis, and nginx comes last so it never fronts instances that are not up yet.
+        if self.config.ha:
+            self._up_ha(wanted)
         if "primary" in wanted:
             self.postgres.init_primary()
             self._announce("primary")
@@ -211,10 +228,33 @@ class Stack:
             self._announce("nginx")
             self.nginx.start()
 
+    def _up_ha(self, wanted: tuple[str, ...]) -> None:
+        """etcd, then every Patroni member (the first to take the leader key bootstraps the
+        cluster, the others copy it), then HAProxy in front, then the demo database through it."""
+        if "etcd" in wanted:
+            self._announce("etcd")
+            self.ha.start_etcd()
+        for member in self.config.members:
+            if member in wanted:
+                self._announce(member)
+                self.ha.start_member(member)
+        if set(self.config.members) <= set(wanted):
+            self.ha.wait_for_members()
+        if "haproxy" in wanted:
+            self._announce("haproxy")
+            self.ha.start_haproxy()
+            asyncio.run(prepare_database(self.config, self.host))
+
     def start(self, service: str) -> None:
         service = self._validate(service)
         self.layout.prepare(is_root=self.host.is_root)
-        if is_postgres(service):
+        if service == "etcd":
+            self.ha.start_etcd()
+        elif service.startswith("pg-"):
+            self.ha.start_member(service)
+        elif service == "haproxy":
+            self.ha.start_haproxy()
+        elif is_postgres(service):
             self.postgres.start(service)
         elif service.startswith("redis"):
             self.redis.start(service)
@@ -225,7 +265,9 @@ class Stack:
 
     def stop(self, service: str) -> None:
         service = self._validate(service)
-        if is_postgres(service):
+        if service in ("etcd", "haproxy") or service.startswith("pg-"):
+            self.ha.stop(service)
+        elif is_postgres(service):
             self.postgres.stop(service)
         elif service.startswith("redis"):
             self.redis.stop(service)
@@ -237,6 +279,10 @@ class Stack:
     def down(self) -> None:
         """Stop every service, front to back."""
         for service in reversed(self.config.services):
+            if service.startswith("pg-"):
+                continue
+            if service == "etcd":
+                self.ha.stop_members()  # replicas first, the leader last: no failover on the way down
             self.stop(service)
 
     def destroy(self) -> None:
