@@ -82,6 +82,8 @@ def _seed(args: argparse.Namespace) -> int:
 def _relay(args: argparse.Namespace) -> int:
     import signal
 
+    import uvloop
+
     from app.core.logging import configure_logging
     from app.core.redis import create_redis
     from app.invalidation.relay import OutboxRelay
@@ -101,7 +103,7 @@ def _relay(args: argparse.Namespace) -> int:
         finally:
             await redis.aclose()
 
-    asyncio.run(run())
+    uvloop.run(run())  # the loop an instance's relay runs on (uvicorn's)
     return 0
 
 

@@ -116,9 +116,6 @@ class RelaySettings(_Group, frozen=True, kw_only=True):
     # Writers ring the doorbell after COMMIT; it sends at most one NOTIFY per this interval,
     # carrying the highest outbox id rung (app/core/doorbell.py, docs/adr/0016).
     doorbell_interval_ms: float = 2.0
-    # A relay woken by a doorbell starts its next drain at least this long after its last one
-    # started: under a write storm each drain serves many events instead of one per wake-up.
-    drain_gap_ms: float = 5.0
     batch_size: int = 2_000
     probe_interval_s: float = 5.0
     max_backoff_s: float = 5.0
@@ -206,8 +203,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             raise SettingsError("CATALOG_RELAY_POLL_INTERVAL_S and CATALOG_RELAY_BATCH_SIZE must be positive")
         if not 0 <= self.relay.doorbell_interval_ms <= 1000:
             raise SettingsError("CATALOG_RELAY_DOORBELL_INTERVAL_MS must be between 0 and 1000")
-        if not 0 <= self.relay.drain_gap_ms <= 1000:
-            raise SettingsError("CATALOG_RELAY_DRAIN_GAP_MS must be between 0 and 1000")
         if self.replicas.dsns and self.replicas.patroni_urls:
             raise SettingsError("set CATALOG_REPLICA_DSNS or CATALOG_REPLICA_PATRONI_URLS, not both")
         if self.replicas.discovery_interval_ms < 50:

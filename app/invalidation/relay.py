@@ -100,7 +100,6 @@ class OutboxRelay:
         self.memory = CacheMemory(relay_mark=relay_mark_key(name))
         self.scripts = CacheScripts(redis)
         self._wake = asyncio.Event()
-        self._drain_gap_s = settings.drain_gap_ms / 1000
         self.connected = False
         self.connections = 0
         self.processed_total = 0
@@ -168,22 +167,17 @@ class OutboxRelay:
             log.info("relay.listening", relay=self.name, pid=self.backend_pid)
             await self.drain(conn)
             await self._housekeeping(conn, force=True)
-            last_probe = last_drain = time.monotonic()
+            last_probe = time.monotonic()
             while not stop.is_set():
                 if self._redis_backoff_s:
                     await wait_first(asyncio.Event(), stop, self._redis_backoff_s)
                 else:
                     await wait_first(self._wake, stop, self.settings.poll_interval_s)
-                    # Coalesce: doorbells that ring within the gap are served by one drain (rule 1).
-                    gap = self._drain_gap_s - (time.monotonic() - last_drain)
-                    if gap > 0:
-                        await wait_first(asyncio.Event(), stop, gap)
                 self._wake.clear()
                 if lost.is_set() or conn.is_closed():
                     raise ListenerLostError("listener connection terminated")
                 if stop.is_set():
                     break
-                last_drain = time.monotonic()
                 await self.drain(conn)
                 if time.monotonic() - last_probe >= self.settings.probe_interval_s:
                     # A half-open TCP connection delivers no notifications and no error: ask.

@@ -225,6 +225,8 @@ def bench_seed(args: argparse.Namespace, report: Report) -> None:
 
 
 def bench_writes(args: argparse.Namespace, report: Report) -> None:
+    import uvloop
+
     from devtools.bench.scratch import scratch_postgres, scratch_redis
     from devtools.bench.writes import CONCURRENCY, median_point, one_run, percentile
 
@@ -232,7 +234,8 @@ def bench_writes(args: argparse.Namespace, report: Report) -> None:
                    f"full_page_writes on; {args.write_seconds} s per point, {args.runs} runs, medians)")  # fmt: skip
     with scratch_postgres(durable=True) as admin_dsn, scratch_redis() as redis_url:
         runs = [
-            asyncio.run(one_run(admin_dsn, redis_url, products=10_000, seconds=args.write_seconds,
+            # On uvloop, as the instances' write code runs under uvicorn.
+            uvloop.run(one_run(admin_dsn, redis_url, products=10_000, seconds=args.write_seconds,
                                 shoppers=args.shoppers, stock=args.stock, flash_concurrency=64, rotate=i))
             for i in range(args.runs)
         ]  # fmt: skip

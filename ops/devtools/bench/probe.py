@@ -2,7 +2,8 @@
 it were), so the writers' event loop does not delay its clock: a write through the project's
 write code and doorbell, then COMMIT -> ``product:<id>`` gone, one probe product at a time.
 
-  python -m devtools.bench.probe DSN REDIS_URL SECONDS FIRST_ID COUNT   # prints JSON milliseconds
+  python -m devtools.bench.probe DSN REDIS_URL SECONDS FIRST_ID COUNT
+      prints "ready" once connected, starts at a line on stdin, then prints JSON milliseconds
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import random
 import sys
 import time
 
+import uvloop
 from redis.asyncio import Redis
 
 from app.contracts.cache_keys import product_key
@@ -37,6 +39,10 @@ async def probe(dsn: str, redis_url: str, seconds: float, first: int, count: int
     ringer = asyncio.create_task(doorbell.run(stop))
     writes = ProductWrites(pool, doorbell)
     found: list[float] = []
+    await pool.fetchval("SELECT 1")  # connected, and every module imported, before the clock runs
+    await redis.ping()
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # "go"
     deadline = time.perf_counter() + seconds
     try:
         i = 0
@@ -62,7 +68,7 @@ async def probe(dsn: str, redis_url: str, seconds: float, first: int, count: int
 
 def main(argv: list[str]) -> int:
     dsn, redis_url, seconds, first, count = argv
-    print(json.dumps(asyncio.run(probe(dsn, redis_url, float(seconds), int(first), int(count)))))
+    print(json.dumps(uvloop.run(probe(dsn, redis_url, float(seconds), int(first), int(count)))))
     return 0
 
 

@@ -32,7 +32,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +56,7 @@ Q = queries("catalog")
 BENCH_DB = "catalog_bench_writes"
 CONCURRENCY = (1, 8, 32, 64)
 PROBE_PRODUCTS = 100  # the last ids: only the invalidation probe writes them
+WARM_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,17 +175,31 @@ async def relay_process(dsn: str, redis_url: str) -> AsyncIterator[None]:
                 await proc.wait()
 
 
-async def probe_process(dsn: str, redis_url: str, seconds: float, first: int) -> list[float]:
-    """probe.py beside the load: COMMIT -> key gone, in milliseconds."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_DIR), str(PROJECT_DIR / "ops")])}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "devtools.bench.probe", dsn, redis_url, f"{seconds}", str(first), str(PROBE_PRODUCTS),
-        cwd=PROJECT_DIR, env=env, stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    out, _ = await proc.communicate()
-    if proc.returncode != 0:
-        raise RuntimeError(f"the invalidation probe failed ({proc.returncode}); see its error above")
-    return [float(v) for v in json.loads(out)]
+class ProbeProcess:
+    """probe.py beside the load: COMMIT -> key gone, in milliseconds. Started (imports, connections)
+    before the clock runs, then told to go: the same instrument load in every mode it watches."""
+
+    def __init__(self, dsn: str, redis_url: str, seconds: float, first: int) -> None:
+        self.args = ("-m", "devtools.bench.probe", dsn, redis_url, f"{seconds}", str(first), str(PROBE_PRODUCTS))
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def ready(self) -> None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_DIR), str(PROJECT_DIR / "ops")])}
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, *self.args, cwd=PROJECT_DIR, env=env,
+            stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        if (await self.proc.stdout.readline()).strip() != b"ready":
+            await self.proc.wait()
+            raise RuntimeError(f"the invalidation probe failed to start ({self.proc.returncode}); see its error above")
+
+    async def measure(self) -> list[float]:
+        assert self.proc is not None
+        out, _ = await self.proc.communicate(b"go\n")
+        if self.proc.returncode != 0:
+            raise RuntimeError(f"the invalidation probe failed ({self.proc.returncode}); see its error above")
+        return [float(v) for v in json.loads(out)]
 
 
 async def _flash_sale(checkout: Checkout, conn: asyncpg.Connection[Any], *, product: int, shoppers: int,
@@ -276,8 +291,8 @@ async def one_run(admin_dsn: str, redis_url: str, *, products: int, seconds: flo
             "notify_in_txn": _Raw(raw, writable, notify=True),
             "service": service,
         }
-        await _measure_updates(run, modes, seconds, rotate, probe=lambda: probe_process(dsn, redis_url, seconds,
-                                                                                     writable + 1))  # fmt: skip
+        await _measure_updates(run, modes, seconds, rotate, probe=lambda: ProbeProcess(dsn, redis_url, seconds,
+                                                                                    writable + 1))  # fmt: skip
         await _measure_checkouts(run, checkout, admin, products, seconds)
         alone = Checkout(pool, doorbell, max_batch=1)
         run.flash_alone = await _flash_sale(alone, admin, product=products - 1, shoppers=shoppers, stock=stock,
@@ -296,19 +311,31 @@ async def one_run(admin_dsn: str, redis_url: str, *, products: int, seconds: flo
 
 
 async def _measure_updates(run: WritesRun, modes: dict[str, Callable[[int], Awaitable[None]]], seconds: float,
-                           rotate: int, probe: Callable[[], Coroutine[Any, Any, list[float]]]) -> None:  # fmt: skip
+                           rotate: int, probe: Callable[[], ProbeProcess]) -> None:  # fmt: skip
     top = max(CONCURRENCY)
-    # Warm: the first writes after the seed's checkpoint pay full-page images and cold pages.
+    # Warm: the first writes after the seed's checkpoint pay full-page images and cold pages; and
+    # each connection of each pool prepares its statements on first use (64 at once: a stall of
+    # half a second that would land in whichever mode first ran at the top concurrency).
     await _drive(top, seconds, modes["ceiling"])
+    for op in modes.values():
+        await _drive(top, WARM_S, op)
     order = list(modes)[rotate % len(modes) :] + list(modes)[: rotate % len(modes)]
     for writers in CONCURRENCY:
         # A different order each run: no mode always measured first (the coldest) or last.
         order = order[1:] + order[:1]
         for mode in order:
-            probing = asyncio.create_task(probe()) if mode == "service" and writers == top else None
+            if writers != top:
+                run.updates.setdefault(mode, {})[writers] = await _drive(writers, seconds, modes[mode])
+                continue
+            # At the top concurrency the probe writes and watches beside every mode (the same
+            # instrument load for each); its latencies count from the service's run.
+            watching = probe()
+            await watching.ready()
+            measured = asyncio.create_task(watching.measure())
             run.updates.setdefault(mode, {})[writers] = await _drive(writers, seconds, modes[mode])
-            if probing is not None:
-                run.invalidation_ms = await probing
+            latencies = await measured
+            if mode == "service":
+                run.invalidation_ms = latencies
 
 
 async def _measure_checkouts(
@@ -316,15 +343,21 @@ async def _measure_checkouts(
 ) -> None:
     await admin.execute("UPDATE products SET inventory = 1000000")
     prices = await _prices(admin)
-    for writers in CONCURRENCY:
+
+    def buyer(writers: int) -> Callable[[int], Awaitable[None]]:
         per_writer = (products - 1) // writers
 
-        async def buy(writer: int, per_writer: int = per_writer) -> None:
+        async def buy(writer: int) -> None:
             pid = 1 + writer * per_writer + random.randrange(per_writer)  # a slice of its own
             line = CheckoutLine(product_id=pid, quantity=1, expected_price_cents=prices[pid])
             await checkout.place([line], None)
 
-        run.checkout[writers] = await _drive(writers, seconds, buy)
+        return buy
+
+    top = max(CONCURRENCY)
+    await _drive(top, WARM_S, buyer(top))  # every connection prepares the checkout's statements
+    for writers in CONCURRENCY:
+        run.checkout[writers] = await _drive(writers, seconds, buyer(writers))
 
 
 def median_point(points: list[Point]) -> dict[str, float]:
