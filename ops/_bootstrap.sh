@@ -9,6 +9,10 @@ ensure_system_packages() {
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
     command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
     command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
+    # The HA topology (ops/dev up --ha, its system test): Patroni, etcd, HAProxy.
+    command -v patroni >/dev/null 2>&1 || missing+=(patroni)
+    command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+    command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
     # Extra commands a script needs, each from the Debian package of the same name (ops/bench: wrk).
     local extra
     for extra in "$@"; do command -v "$extra" >/dev/null 2>&1 || missing+=("$extra"); done
@@ -19,7 +23,7 @@ ensure_system_packages() {
         apt-get update -qq >/dev/null || true
         apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
         # The Debian packages start their own services on the default ports; we only need the binaries.
-        for svc in nginx redis-server; do service "$svc" stop >/dev/null 2>&1 || true; done
+        for svc in nginx redis-server haproxy etcd patroni; do service "$svc" stop >/dev/null 2>&1 || true; done
     else
         echo "missing system packages: ${missing[*]}" >&2
         echo "install them with: sudo apt-get install ${missing[*]}" >&2

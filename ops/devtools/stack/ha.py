@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -249,14 +248,18 @@ listen primary
         cfg.write_text(self.haproxy_config(), encoding="utf-8")
         self._spawn("haproxy", [which("haproxy"), "-f", str(cfg), "-db"])
 
+        # HAProxy counts every server up until its first checks: wait until session after session
+        # (round robin over whatever it thinks up) lands on the primary.
+        psql = [str(pg_bindir() / "psql"), "-h", "127.0.0.1", "-p", str(self.config.primary_port), "-U", "postgres",
+                "-d", "postgres", "-Atc", "SELECT pg_is_in_recovery()"]  # fmt: skip
+        streak = 0
+
         def routes() -> bool:
+            nonlocal streak
             self._alive("haproxy")
-            try:
-                with socket.create_connection(("127.0.0.1", self.config.primary_port), timeout=0.5) as s:
-                    s.sendall(b"\x00\x00\x00\x08\x04\xd2\x16\x2f")  # SSLRequest: Postgres answers 'N'
-                    return s.recv(1) == b"N"
-            except OSError:
-                return False
+            answer = subprocess.run(psql, capture_output=True, text=True, check=False, timeout=5).stdout.strip()
+            streak = streak + 1 if answer == "f" else 0
+            return streak >= 2 * len(self.config.members)
 
         wait_for(routes, f"HAProxy on port {self.config.primary_port} to reach the primary",
                  log=self.layout.logs_dir / "haproxy.log")  # fmt: skip
