@@ -1,8 +1,10 @@
 """ops/dev: the local stack (Postgres primary + streaming replicas, Redis, app
 instances, nginx) from this machine's binaries, under the run directory (.run/).
 
-  ops/dev up [--replicas N] [--instances M] [--redis-cluster] [--ha [--synchronous]]
+  ops/dev up [--replicas N] [--instances M] [--redis-cluster]
+  ops/dev up --ha [--synchronous]    (etcd, Patroni members pg-1..3, HAProxy)
   ops/dev status | down | destroy | failover [--to REPLICA]
+  ops/dev switchover [--to MEMBER]   (the HA stack: Patroni's planned switchover)
   ops/dev stop SERVICE | start SERVICE
 
 Ports: CATALOG_DEV_{PRIMARY,REPLICA,REDIS,NGINX,APP_1,APP_2}_PORT, replica i:
