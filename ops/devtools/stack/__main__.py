@@ -2,9 +2,9 @@
 instances, nginx) from this machine's binaries, under the run directory (.run/).
 
   ops/dev up [--replicas N] [--instances M] [--redis-cluster]
-  ops/dev up --ha [--synchronous]    (etcd, Patroni members pg-1..3, HAProxy)
+  ops/dev up --ha [--synchronous]   (etcd, Patroni, HAProxy)
   ops/dev status | down | destroy | failover [--to REPLICA]
-  ops/dev switchover [--to MEMBER]   (the HA stack: Patroni's planned switchover)
+  ops/dev switchover [--to MEMBER]  (HA: a planned switchover)
   ops/dev stop SERVICE | start SERVICE
 
 Ports: CATALOG_DEV_{PRIMARY,REPLICA,REDIS,NGINX,APP_1,APP_2}_PORT, replica i:
