@@ -120,3 +120,16 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.parametrize("command", [("status",), ("logs",)])
+def test_a_read_only_compose_command_stops_the_service_it_started(tmp_path: Path, command: tuple[str, ...]) -> None:
+    """`ops/compose status` where no service answers starts one to ask, and stops it before it exits:
+    only `up` leaves one behind (for the stack's next commands; it exits by itself when idle)."""
+    socket = tmp_path / "podman.sock"
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "CATALOG_PODMAN_SOCKET": str(socket), "CATALOG_COMPOSE_PROJECT": "catalog-engine-test"}
+    ran = subprocess.run([str(root / "ops" / "compose"), *command], env=env, capture_output=True, text=True,
+                         timeout=120, check=False)  # fmt: skip
+    assert "Traceback" not in ran.stderr, ran.stderr
+    assert _services_on(socket) == [], f"ops/compose {' '.join(command)} left its podman service running"

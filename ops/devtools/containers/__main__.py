@@ -73,9 +73,14 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     as_json = getattr(args, "json", False)
+    engine = None
     try:
         # Only the commands that make things install an engine; the others use what is there.
-        engine = find_engine(RUN_DIR / "podman-service.log", install=args.command in ("up", "images"))
+        # A podman service this run starts is its own to stop, except after `up`: the stack's
+        # next commands find it (it exits by itself when idle, engine.PODMAN_IDLE_S).
+        engine = find_engine(
+            RUN_DIR / "podman-service.log", install=args.command in ("up", "images"), own_service=args.command != "up"
+        )
         project = Project(
             engine,
             name=getattr(args, "project", None) or os.environ.get("CATALOG_COMPOSE_PROJECT", "catalog"),
@@ -91,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{TOOL}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if engine is not None:
+            engine.stop_service()
 
 
 def _ca_file(args: argparse.Namespace) -> Path | None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 CONTAINERS_CONF = ROOT / "ops" / "containers" / "engine" / "containers.conf"
-PODMAN_SOCKET = Path("/run/podman/podman.sock")
+PODMAN_SOCKET = Path(os.environ.get("CATALOG_PODMAN_SOCKET") or "/run/podman/podman.sock")
 # A service ``ops/compose`` leaves behind exits by itself after this long without a request; one
 # the tests start is theirs and stopped at the end of the session (:meth:`Engine.stop_service`).
 PODMAN_IDLE_S = 900

@@ -213,9 +213,9 @@ class HA:
         for member in sorted(self.config.members, key=lambda m: m == leader):
             self.stop(member)
 
-    def patronictl(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def patronictl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         config = self.config_path(self.config.members[0])
-        return self.host.run(self.host.as_postgres([which("patronictl"), "-c", str(config), *args]))
+        return self.host.run(self.host.as_postgres([which("patronictl"), "-c", str(config), *args]), check=check)
 
     # ------------------------------------------------------------ HAProxy
 
@@ -266,18 +266,40 @@ listen primary
 
 
 def switchover(ha: HA, target: str | None = None, timeout: float = 60.0) -> dict[str, Any]:
-    """Ask Patroni for a planned switchover (to ``target``, else its choice); wait for the new leader."""
+    """Ask Patroni for a planned switchover (to ``target``, else its choice); wait for the new leader.
+
+    Patroni refuses a switchover it judges unsafe (no replica caught up, a candidate it cannot
+    reach) and ``patronictl`` still exits 0, printing "Switchover failed": the answer is read, the
+    request repeated until ``timeout``, and a timeout quotes what Patroni said last.
+    """
     was = ha.leader()
     if was is None:
         raise StackError("no member is the leader now: nothing to switch over from")
     if target is not None and target not in ha.config.members:
         raise StackError(f"unknown member {target!r}; choose from {', '.join(ha.config.members)}")
     started = time.monotonic()
-    ha.patronictl("switchover", SCOPE, "--leader", was, *(["--candidate", target] if target else []), "--force")
+    deadline = started + timeout
+    attempts, said = 0, ""
 
     def moved() -> bool:
         leader = ha.leader()
         return leader is not None and leader != was
 
-    wait_for(moved, "the switchover", timeout=timeout)
-    return {"was": was, "leader": ha.leader(), "seconds": time.monotonic() - started}
+    while time.monotonic() < deadline:
+        attempts += 1
+        out = ha.patronictl("switchover", SCOPE, "--leader", was, *(["--candidate", target] if target else []),
+                            "--force", check=False)  # fmt: skip
+        answers = [line.strip() for line in (out.stdout + out.stderr).splitlines() if "witchover" in line]
+        said = answers[-1] if answers else (out.stderr.strip() or out.stdout.strip())[-300:]
+        if out.returncode == 0 and "failed" not in said.lower() and "error" not in said.lower():
+            until = min(deadline, time.monotonic() + 30.0)  # accepted: the new leader's key is seconds away
+            while time.monotonic() < until and not moved():
+                time.sleep(0.1)
+        if moved():
+            return {"was": was, "leader": ha.leader(), "seconds": time.monotonic() - started, "attempts": attempts}
+        time.sleep(1.0)
+    cluster = ha.cluster() or {}
+    states = ", ".join(f"{m.get('name')} {m.get('role')}/{m.get('state')} lag {m.get('lag', '-')}"
+                       for m in cluster.get("members", []))  # fmt: skip
+    raise StackError(f"timed out waiting for the switchover from {was} ({attempts} requests); Patroni said "
+                     f"{said!r}; members: {states}{last_log_line(ha.layout.logs_dir / f'{was}.log')}")
