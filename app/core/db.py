@@ -104,6 +104,8 @@ def command_timeout_s(settings: DatabaseSettings) -> float:
 class _BoundedPool:
     """An asyncpg pool whose every use has a deadline and whose failures say which server failed."""
 
+    needs_primary = False  # a read-only answer means "not the primary": unavailable, not a bug
+
     def __init__(self, pool: _Pool, server: str, settings: DatabaseSettings) -> None:
         self._pool = pool
         self.server = server
@@ -139,6 +141,15 @@ class _BoundedPool:
         self.breaker.success()
         try:
             yield conn
+        except asyncpg.exceptions.ReadOnlySQLTransactionError as exc:
+            if not self.needs_primary:
+                raise
+            # The session is on a server in recovery: the primary moved (a failover, a restarting
+            # primary that comes up read-only first) and this connection still points at the old
+            # one. Nothing was written; every connection is suspect until it reconnects.
+            _discard(conn)
+            await self._failed(exc)
+            raise DatabaseUnavailable(self.server, "not the primary (read-only): the primary is moving") from exc
         except CONNECTION_ERRORS as exc:
             if not is_unavailable(exc):
                 raise
@@ -201,6 +212,8 @@ class ReadPool(_BoundedPool):
 
 class WritePool(_BoundedPool):
     """The primary, read-write: writes and decision reads."""
+
+    needs_primary = True
 
 
 async def _create(dsn: str, settings: DatabaseSettings, role: Role, *, read_only: bool) -> _Pool:

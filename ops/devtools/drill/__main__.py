@@ -5,12 +5,21 @@
   ops/drill --json                   # {"rows": [...], "ok": bool}
   ops/drill --run-dir /tmp/other     # the stack that
                                      # `ops/dev --run-dir /tmp/other up` started
+  ops/drill --ha                     # the HA stack (`ops/dev up --ha`): the
+                                     # faults Patroni decides about (about 3 min)
 
 Faults: primary and replica (stopped, then started), replica-lag (replay
 paused past the lag bound), redis-restart (comes back empty), redis-pause
 (SIGSTOP), relay-kill (listener connections terminated twice), instance-kill
 (app-1 SIGKILLed, then started), relay-mid-drain (a large outbox backlog,
 app-1 SIGKILLed while draining it).
+
+HA faults (--ha): primary-kill (kill -9 of the primary's Postgres), primary-freeze
+(its Patroni and Postgres SIGSTOPped), etcd-restart, switchover (patronictl),
+member-loss (replicas' WAL receivers stopped 1 s, then the primary member killed).
+Each HA row also counts every acknowledged write and looks each one up after
+recovery: lost ones fail the row, except where asynchronous replication allows
+them (they are counted and shown).
 
 The load goes through nginx. A row passes when every display read was served
 (except where the fault makes the only copy unreachable; the share is shown
@@ -27,7 +36,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import asyncpg
@@ -36,7 +45,8 @@ from rich.console import Console
 
 from app.admin_cli.args import global_flags, tool_parser
 from devtools.drill.faults import FAULTS
-from devtools.drill.report import render, to_json
+from devtools.drill.ha import HA_FAULTS, run_drill_ha
+from devtools.drill.report import Row, render, render_ha, to_json
 from devtools.drill.runner import run_drill
 from devtools.drill.target import StackDownError, Target
 from devtools.stack import PROJECT_DIR, Stack, StackError
@@ -44,10 +54,11 @@ from devtools.stack import PROJECT_DIR, Stack, StackError
 
 def _fault_names(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in FAULTS]
+    unknown = [n for n in names if n not in FAULTS and n not in HA_FAULTS]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
             f"unknown fault(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(FAULTS)}"
+            f" (with --ha: {', '.join(HA_FAULTS)})"
         )
     return names
 
@@ -78,6 +89,7 @@ def parser() -> argparse.ArgumentParser:
     )
     top = tool_parser("ops/drill", __doc__, common)
     top.add_argument("--only", type=_fault_names, metavar="NAME,...", help=f"some of: {', '.join(FAULTS)}")
+    top.add_argument("--ha", action="store_true", help=f"the HA stack's faults: {', '.join(HA_FAULTS)}")
     top.add_argument("--scale", type=_scale, default=1.0, help="multiplies every phase's duration (0-10, default 1)")
     top.add_argument("--workers", type=_workers, default=8, help="concurrent load workers (1-256, default 8)")
     return top
@@ -95,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     def err(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
+    table = HA_FAULTS if args.ha else FAULTS
+    if wrong := [n for n in args.only or () if n not in table]:
+        top.error(f"{', '.join(wrong)}: not {'an HA' if args.ha else 'a'} fault; choose from {', '.join(table)}")
     if not (run_dir / "stack.json").exists():
         err(f"ops/drill: no stack in {run_dir} {_NOT_UP}")
         return 1
@@ -107,7 +122,13 @@ def main(argv: list[str] | None = None) -> int:
             top.error(
                 f"CATALOG_URL={exported} is not the stack in {run_dir} ({target.url}): unset it or pass --run-dir"
             )
-        rows = run_drill(stack, args.only, scale=args.scale, workers=args.workers, progress=err)
+        if args.ha != stack.config.ha:
+            top.error(f"the stack in {run_dir} is {'an' if stack.config.ha else 'not an'} HA stack:"
+                      f" {'add' if stack.config.ha else 'drop'} --ha")  # fmt: skip
+        if args.ha:
+            rows: Sequence[Row] = run_drill_ha(stack, args.only, progress=err)
+        else:
+            rows = run_drill(stack, args.only, scale=args.scale, workers=args.workers, progress=err)
     except StackDownError as exc:
         err(f"ops/drill: {exc} {_NOT_UP}")
         return 1
@@ -117,11 +138,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err("ops/drill: interrupted")
         return 130
+    _print(rows, as_json=as_json, ha=args.ha)
+    return 0 if all(r.ok for r in rows) else 1
+
+
+def _print(rows: Sequence[Row], *, as_json: bool, ha: bool) -> None:
+    console = Console() if sys.stdout.isatty() else Console(width=_pipe_width())
     if as_json:
         sys.stdout.write(to_json(rows).decode() + "\n")
     else:
-        render(rows, Console() if sys.stdout.isatty() else Console(width=_pipe_width()))
-    return 0 if all(r.ok for r in rows) else 1
+        (render_ha if ha else render)(list(rows), console)
 
 
 def _pipe_width() -> int:

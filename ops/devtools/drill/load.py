@@ -128,15 +128,23 @@ class Pacer:
             await asyncio.sleep(slot - now)
 
 
-def _client(url: str, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=url, headers=headers, timeout=TIMEOUT_S, limits=httpx.Limits(max_connections=2))
+def _client(url: str, headers: dict[str, str] | None = None, timeout_s: float = TIMEOUT_S) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=url, headers=headers, timeout=timeout_s, limits=httpx.Limits(max_connections=2))
 
 
 class Load:
     """``start()`` the workers, ``stop()`` them and get the phase's :class:`Tally`."""
 
     def __init__(
-        self, url: str, admin_token: str, catalog: Catalog, *, workers: int, written: set[int], seed: int = 1
+        self,
+        url: str,
+        admin_token: str,
+        catalog: Catalog,
+        *,
+        workers: int,
+        written: set[int],
+        seed: int = 1,
+        timeout_s: float = TIMEOUT_S,
     ) -> None:
         self.url = url
         self.admin = {"Authorization": f"Bearer {admin_token}"}
@@ -144,6 +152,7 @@ class Load:
         self.workers = workers
         self.written = written  # every product id a write was attempted on, across phases
         self.seed = seed
+        self.timeout_s = timeout_s  # per request; the HA drill waits out the app's own statement bound
         self.tally = Tally()
         self.pacer = Pacer(WRITE_RATE_PER_S)
         self._stop = asyncio.Event()
@@ -152,10 +161,10 @@ class Load:
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._worker(i)) for i in range(self.workers)]
 
-    async def stop(self, grace_s: float = TIMEOUT_S + 1) -> Tally:
+    async def stop(self) -> Tally:
         """Let each worker finish its current action (bounded), then cancel what is left."""
         self._stop.set()
-        _, pending = await asyncio.wait(self._tasks, timeout=grace_s)
+        _, pending = await asyncio.wait(self._tasks, timeout=self.timeout_s + 1)
         for task in pending:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -163,7 +172,10 @@ class Load:
 
     async def _worker(self, index: int) -> None:
         rng = random.Random(self.seed * 1000 + index)
-        async with _client(self.url) as shopper, _client(self.url, self.admin) as writer:
+        async with (
+            _client(self.url, timeout_s=self.timeout_s) as shopper,
+            _client(self.url, self.admin, self.timeout_s) as writer,
+        ):
             while not self._stop.is_set():
                 action = rng.choices(ACTIONS, WEIGHTS)[0]
                 if action == "hot":

@@ -7,6 +7,8 @@ tests all judge a fault the same way.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 from rich import box
@@ -123,5 +125,32 @@ def render(rows: list[Row], console: Console) -> None:
             console.print(Text.assemble("  ", (row.fault, "bold"), f": {line}"), highlight=False, soft_wrap=True)
 
 
-def to_json(rows: list[Row]) -> bytes:
+def render_ha(rows: list[Any], console: Console) -> None:
+    """The HA drill's table (rows are ``devtools.drill.ha.HARow``): what Patroni's decisions cost."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1))
+    headers = ("fault", "mode", "reads ok", "5xx", "acked", "lost", "unavail\ns", "stale", "leader")
+    for header in headers:
+        table.add_column(header, justify="left" if header in ("fault", "mode", "leader") else "right", no_wrap=True)
+    table.add_column("", no_wrap=True)
+    for row in rows:
+        lost = str(row.acknowledged_lost) + ("" if row.loss_judged else "*")
+        table.add_row(
+            Text(row.fault), row.mode[:5], _percent(row.display_ok, row.display_reads), str(row.server_errors),
+            f"{row.acknowledged:,}", lost, _seconds(row.unavailable_s), str(row.stale),
+            Text(f"{row.leader_before or '-'}>{row.leader_after or '-'}"),
+            "[green]ok[/]" if row.ok else "[red]FAIL[/]",
+        )  # fmt: skip
+    console.print(table)
+    console.print("unavail: longest stretch without an acknowledged write; * counted, not judged", style="dim")
+    for row in rows:
+        lines = [f"FAIL: {'; '.join(row.reasons)}"] if row.reasons else []
+        if row.problems:
+            top = sorted(row.problems.items(), key=lambda kv: -kv[1])[:6]
+            lines.append("load errors: " + ", ".join(f"{n}x {kind}" for kind, n in top))
+        lines.extend(row.notes)
+        for line in lines:
+            console.print(Text.assemble("  ", (row.fault, "bold"), f": {line}"), highlight=False, soft_wrap=True)
+
+
+def to_json(rows: Sequence[Row]) -> bytes:
     return msgspec.json.encode({"rows": rows, "ok": all(r.ok for r in rows)})

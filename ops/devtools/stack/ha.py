@@ -182,6 +182,16 @@ class HA:
             self.config_path(member).write_text(text, encoding="utf-8")
         self._spawn(member, [which("patroni"), str(self.config_path(member))], as_postgres=True)
 
+    def restart_member(self, member: str) -> None:
+        """Start a member's Patroni again after it was killed (reaped here if it was our child)."""
+        child = self._children.pop(member, None)
+        if child is not None:
+            child.wait(timeout=15)
+        # Not our child: whoever adopted it reaps it; until then it still looks alive.
+        wait_for(lambda: not self.layout.running(member), f"{member}'s killed Patroni to be gone", timeout=15)
+        self.layout.pidfile(member).unlink(missing_ok=True)
+        self.start_member(member)
+
     def cluster(self) -> dict[str, Any] | None:
         """Patroni's ``GET /cluster`` from the first member that answers."""
         for url in self.config.patroni_urls:
@@ -203,7 +213,10 @@ class HA:
                 self._alive(member)
             members = (self.cluster() or {}).get("members", [])
             running = {m["name"]: m.get("role") for m in members if m.get("state") in {"running", "streaming"}}
-            return set(running) == set(self.config.members) and "leader" in running.values()
+            if set(running) != set(self.config.members) or "leader" not in running.values():
+                return False
+            # The cluster view keeps a dead member's key until its ttl: ask each member itself too.
+            return all(http_json(f"{url}/patroni")[0] == 200 for url in self.config.patroni_urls)
 
         wait_for(ready, "the Patroni members", timeout=timeout, log=self.layout.logs_dir / "pg-1.log")
 
