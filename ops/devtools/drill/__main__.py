@@ -5,8 +5,7 @@
   ops/drill --json                   # {"rows": [...], "ok": bool}
   ops/drill --run-dir /tmp/other     # the stack that
                                      # `ops/dev --run-dir /tmp/other up` started
-  ops/drill --ha                     # the HA stack (`ops/dev up --ha`): the
-                                     # faults Patroni decides about (about 3 min)
+  ops/drill --ha                     # the HA stack's faults (ops/dev up --ha)
 
 Faults: primary and replica (stopped, then started), replica-lag (replay
 paused past the lag bound), redis-restart (comes back empty), redis-pause
@@ -14,9 +13,10 @@ paused past the lag bound), redis-restart (comes back empty), redis-pause
 (app-1 SIGKILLed, then started), relay-mid-drain (a large outbox backlog,
 app-1 SIGKILLed while draining it).
 
-HA faults (--ha): primary-kill (kill -9 of the primary's Postgres), primary-freeze
-(its Patroni and Postgres SIGSTOPped), etcd-restart, switchover (patronictl),
-member-loss (replicas' WAL receivers stopped 1 s, then the primary member killed).
+HA faults (--ha): primary-kill (kill -9 of the primary's Postgres),
+primary-freeze (its Patroni and Postgres SIGSTOPped), etcd-restart,
+switchover (patronictl), member-loss (the primary's WAL senders stopped 1 s,
+then the member killed).
 Each HA row also counts every acknowledged write and looks each one up after
 recovery: lost ones fail the row, except where asynchronous replication allows
 them (they are counted and shown).
