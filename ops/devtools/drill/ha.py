@@ -49,6 +49,7 @@ from devtools.drill.report import Row, judge
 from devtools.drill.target import Target, wait_ready
 from devtools.stack import Stack, StackError
 from devtools.stack.ha import HA, TTL_S, switchover
+from devtools.stack.system import read_pid
 
 BASELINE_S = 3.0
 AFTER_S = 4.0
@@ -158,10 +159,8 @@ class Ledger:
 
 
 def postmaster_pid(stack: Stack, member: str) -> int | None:
-    try:
-        return int((stack.layout.base_dir / member / "data" / "postmaster.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
+    """The member's running postmaster (Postgres's own pid file in its data directory), if any."""
+    return read_pid(stack.layout.base_dir / member / "data" / "postmaster.pid")
 
 
 def children_of(pid: int) -> list[int]:
@@ -177,7 +176,7 @@ def children_of(pid: int) -> list[int]:
 def member_processes(stack: Stack, member: str) -> list[int]:
     """The member's Patroni, its postmaster and every Postgres process under it."""
     pids = [p for p in (stack.layout.pid(member),) if p is not None]
-    if (postmaster := postmaster_pid(stack, member)) is not None and Path(f"/proc/{postmaster}").exists():
+    if (postmaster := postmaster_pid(stack, member)) is not None:
         pids += [postmaster, *children_of(postmaster)]
     return pids
 
