@@ -9,8 +9,7 @@ ensure_system_packages() {
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
     command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
     command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
-    # The HA topology (ops/dev up --ha, its system test): Patroni, etcd, HAProxy.
-    command -v patroni >/dev/null 2>&1 || missing+=(patroni)
+    # The HA topology (ops/dev up --ha, its system test): etcd and HAProxy (Patroni: the venv's, pinned).
     command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
     command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
     # Extra commands a script needs, each from the Debian package of the same name (ops/bench: wrk).
@@ -37,7 +36,7 @@ ensure_venv() {
         python3.11 -m venv "$VENV" 2>/dev/null || python3 -m venv "$VENV"
     fi
     if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ] || [ "$ROOT/requirements.txt" -nt "$stamp" ]; then
-        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c "$ROOT/requirements.txt" -e "$ROOT[dev]"
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c "$ROOT/requirements.txt" -e "$ROOT[dev,ha]"
         touch "$stamp"
     fi
 }

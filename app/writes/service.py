@@ -38,6 +38,9 @@ _ENDPOINT_OF = {
     EventType.INVENTORY_CHANGED: "product.adjust_inventory",
     EventType.PRODUCT_ARCHIVED: "product.archive",
 }
+# A conditional write that matched nothing although the row, read next, matches: it changed in
+# between (READ COMMITTED: each statement sees what had committed when it began). Retried this often.
+_NO_MATCH_RETRIES = 3
 _UPDATE_FIELDS = ("sku", "name", "description", "category_id", "price_cents", "currency")
 
 
@@ -86,10 +89,17 @@ class ProductWrites:
             try:
                 async with conn.transaction():
                     row = await conn.fetchrow(query, *args)
-                    if row is None:
+                    for _ in range(_NO_MATCH_RETRIES):
+                        if row is not None:
+                            break
                         assert product_id is not None  # inserts always return a row
                         await self._explain_no_match(conn, event_type, product_id, args)
-                    record = dict(row)  # type: ignore[arg-type]  # _explain_no_match always raises
+                        # The row matches now: it changed (or appeared) between the two statements,
+                        # each of which sees what had committed when it began. Again, in this transaction.
+                        row = await conn.fetchrow(query, *args)
+                    if row is None:
+                        raise Problem(409, "write_conflict", "the product kept changing; send the write again")
+                    record = dict(row)
                     old_category_id = record.pop("old_category_id")
                     product = ProductRead(**record)
                     event = ProductChanged(
@@ -124,6 +134,7 @@ class ProductWrites:
         product_id: int,
         args: tuple[Any, ...],
     ) -> None:
+        """Raise the Problem a write that matched no row deserves; return if the row matches now."""
         state = await conn.fetchrow(Q["product_state"], product_id)
         if state is None or state["archived"]:
             raise Problem(404, "product_not_found", f"product {product_id} does not exist")
@@ -135,7 +146,7 @@ class ProductWrites:
                 f"If-Match does not match the current version {state['version']}",
                 current_version=state["version"],
             )
-        if event_type is EventType.INVENTORY_CHANGED:
+        if event_type is EventType.INVENTORY_CHANGED and state["inventory"] + args[1] < 0:
             raise Problem(
                 409,
                 "insufficient_inventory",
@@ -144,4 +155,3 @@ class ProductWrites:
                 delta=args[1],
                 inventory=state["inventory"],
             )
-        raise AssertionError(f"{event_type} matched no row for a live product without If-Match")

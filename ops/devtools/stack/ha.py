@@ -15,11 +15,13 @@ writes: pg_rewind needs them), unlike the default stack's disposable ones.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -45,7 +47,20 @@ HA_SETTINGS = {
     "max_replication_slots": "10",
 }
 HA_SETTINGS.pop("wal_keep_size")  # Patroni keeps a replication slot per member instead
-HA_BINARIES = {"patroni": "patroni", "etcd": "etcd-server", "haproxy": "haproxy"}  # binary -> Debian package
+HA_BINARIES = {"etcd": "etcd-server", "haproxy": "haproxy"}  # binary -> Debian package
+# Patroni comes from the project's venv (pyproject's "ha" extra), pinned: Debian bookworm's 3.0.2
+# renews an expired etcd3 lease by writing the leader key unconditionally, so a primary frozen past
+# its ttl takes the key back from the member promoted meanwhile and that member's writes are lost
+# (seen by the primary-freeze drill; fixed upstream in 3.0.3). docs/adr/0018.
+PATRONI_MIN_VERSION = (3, 0, 3)
+
+
+def patroni_binary(name: str = "patroni") -> str:
+    """``patroni`` or ``patronictl`` of the venv this tool runs in."""
+    found = Path(sys.executable).parent / name
+    if not found.exists():
+        raise StackError(f"{name} not found next to {sys.executable}: run ops/dev (it installs the venv's pins)")
+    return str(found)
 
 
 def check_ha_binaries() -> None:
@@ -56,6 +71,13 @@ def check_ha_binaries() -> None:
     ]
     if missing:
         raise StackError(f"the HA stack needs: apt-get install {' '.join(missing)}")
+    try:
+        version = importlib.metadata.version("patroni")
+    except importlib.metadata.PackageNotFoundError:
+        version = "none"
+    if not version[0].isdigit() or tuple(int(p) for p in version.split(".")[:3]) < PATRONI_MIN_VERSION:
+        raise StackError(f"the HA stack needs Patroni >= {'.'.join(map(str, PATRONI_MIN_VERSION))} in the venv "
+                         f"(found {version}): ops/dev installs the pinned one")  # fmt: skip
 
 
 def http_json(url: str, timeout: float = 1.0) -> tuple[int, Any]:
@@ -180,7 +202,7 @@ class HA:
             self.host.write_as_postgres(self.config_path(member), text)
         else:
             self.config_path(member).write_text(text, encoding="utf-8")
-        self._spawn(member, [which("patroni"), str(self.config_path(member))], as_postgres=True)
+        self._spawn(member, [patroni_binary(), str(self.config_path(member))], as_postgres=True)
 
     def restart_member(self, member: str) -> None:
         """Start a member's Patroni again after it was killed (reaped here if it was our child)."""
@@ -227,8 +249,8 @@ class HA:
             self.stop(member)
 
     def patronictl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        config = self.config_path(self.config.members[0])
-        return self.host.run(self.host.as_postgres([which("patronictl"), "-c", str(config), *args]), check=check)
+        cmd = [patroni_binary("patronictl"), "-c", str(self.config_path(self.config.members[0])), *args]
+        return self.host.run(self.host.as_postgres(cmd), check=check)
 
     # ------------------------------------------------------------ HAProxy
 
