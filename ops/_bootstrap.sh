@@ -2,6 +2,11 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
 VENV="$ROOT/.venv"
+# Patroni's own venv: Patroni runs as the postgres user and starts Postgres through a fresh
+# interpreter, so that interpreter must be one the postgres user can run (the system's, not a
+# pyenv build under /root). Its pins are in requirements.txt like every other package's.
+HA_VENV="$ROOT/.venv-ha"
+HA_PACKAGES=("patroni[etcd3]" psycopg2-binary)
 
 ensure_system_packages() {
     local missing=()
@@ -9,6 +14,7 @@ ensure_system_packages() {
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
     command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
     command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
+    /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
     # The HA topology (ops/dev up --ha, its system test): etcd and HAProxy (Patroni: the venv's, pinned).
     command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
     command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
@@ -36,7 +42,19 @@ ensure_venv() {
         python3.11 -m venv "$VENV" 2>/dev/null || python3 -m venv "$VENV"
     fi
     if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ] || [ "$ROOT/requirements.txt" -nt "$stamp" ]; then
-        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c "$ROOT/requirements.txt" -e "$ROOT[dev,ha]"
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c "$ROOT/requirements.txt" -e "$ROOT[dev]"
+        touch "$stamp"
+    fi
+    ensure_ha_venv
+}
+
+ensure_ha_venv() {
+    local stamp="$HA_VENV/.installed"
+    if [ ! -x "$HA_VENV/bin/python" ]; then
+        /usr/bin/python3 -m venv "$HA_VENV"
+    fi
+    if [ ! -f "$stamp" ] || [ "$ROOT/requirements.txt" -nt "$stamp" ]; then
+        "$HA_VENV/bin/python" -m pip install -q --disable-pip-version-check -c "$ROOT/requirements.txt" "${HA_PACKAGES[@]}"
         touch "$stamp"
     fi
 }

@@ -208,12 +208,21 @@ class HAContext:
         return self.stack.config.synchronous_mode
 
 
+PRIMARY_GONE = (
+    "until Patroni has a primary again, the replicas' lag cannot be measured (against the primary): "
+    "reads the cache cannot answer are refused, 503 (no other 5xx)"
+)
+
+
 class HAFault:
     name: ClassVar[str]
     # With asynchronous replication a promotion may leave acknowledged writes behind (the row counts
     # them, and does not fail on them); with synchronous_mode no fault may lose one.
     may_lose_when_async: ClassVar[bool] = False
     settle_s: ClassVar[float] = 1.0  # held this long once writes are back, before recovering
+    # Faults that take the primary away: until a member is the primary again the instances cannot
+    # know the replicas' lag (it is measured against the primary) and refuse uncached reads, 503.
+    display_exempt: ClassVar[str | None] = None
 
     async def inject(self, ctx: HAContext) -> None:
         raise NotImplementedError
@@ -224,6 +233,7 @@ class HAFault:
 
 class PrimaryKilled(HAFault):
     name = "primary-kill"
+    display_exempt = PRIMARY_GONE
 
     async def inject(self, ctx: HAContext) -> None:
         leader = _leader(ctx)
@@ -236,6 +246,7 @@ class PrimaryKilled(HAFault):
 
 class PrimaryFrozen(HAFault):
     name = "primary-freeze"
+    display_exempt = PRIMARY_GONE
     may_lose_when_async = True  # what was flushed on it but not yet sent when it froze
     pids: list[int]
     member = ""
@@ -271,6 +282,7 @@ class Switchover(HAFault):
 
 class MemberLost(HAFault):
     name = "member-loss"
+    display_exempt = PRIMARY_GONE
     may_lose_when_async = True
     senders_frozen_s = 1.0
     member = ""
@@ -375,7 +387,8 @@ async def run_phase(fault: HAFault, stack: Stack, target: Target, catalog: Catal
     ctx = HAContext(stack, target, Ledger(target.app_urls, target.admin_token, ledger_ids))
     load = Load(target.url, target.admin_token, catalog, workers=8, written=written, seed=len(written) + 1,
                 timeout_s=LOAD_TIMEOUT_S)  # fmt: skip
-    row = HARow(fault=fault.name, mode="synchronous" if ctx.synchronous else "asynchronous")
+    row = HARow(fault=fault.name, mode="synchronous" if ctx.synchronous else "asynchronous",
+                display_exempt=fault.display_exempt)  # fmt: skip
     row.leader_before = stack.ha.leader()
     load.start()
     ctx.ledger.start()

@@ -15,13 +15,11 @@ writes: pg_rewind needs them), unlike the default stack's disposable ones.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -29,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devtools.stack.config import StackConfig, StackError, ensure_port_free
+from devtools.stack.config import PROJECT_DIR, StackConfig, StackError, ensure_port_free
 from devtools.stack.layout import Layout
 from devtools.stack.postgres import SERVER_SETTINGS
 from devtools.stack.system import Host, last_log_line, pg_bindir, wait_for, which
@@ -48,18 +46,20 @@ HA_SETTINGS = {
 }
 HA_SETTINGS.pop("wal_keep_size")  # Patroni keeps a replication slot per member instead
 HA_BINARIES = {"etcd": "etcd-server", "haproxy": "haproxy"}  # binary -> Debian package
-# Patroni comes from the project's venv (pyproject's "ha" extra), pinned: Debian bookworm's 3.0.2
-# renews an expired etcd3 lease by writing the leader key unconditionally, so a primary frozen past
-# its ttl takes the key back from the member promoted meanwhile and that member's writes are lost
-# (seen by the primary-freeze drill; fixed upstream in 3.0.3). docs/adr/0018.
+# Patroni comes from its own venv (ops/_bootstrap.sh: .venv-ha, on the system's Python, which the
+# postgres user can run), pinned in requirements.txt. Not Debian bookworm's 3.0.2: it renews an
+# expired etcd3 lease by writing the leader key unconditionally, so a primary frozen past its ttl
+# takes the key back from the member promoted meanwhile, whose writes are then lost (seen by the
+# primary-freeze drill; fixed upstream in 3.0.3; tests/system/test_ha_leader_key.py). docs/adr/0018.
+PATRONI_VENV = PROJECT_DIR / ".venv-ha"
 PATRONI_MIN_VERSION = (3, 0, 3)
 
 
 def patroni_binary(name: str = "patroni") -> str:
-    """``patroni`` or ``patronictl`` of the venv this tool runs in."""
-    found = Path(sys.executable).parent / name
+    """``patroni`` or ``patronictl`` of Patroni's venv."""
+    found = PATRONI_VENV / "bin" / name
     if not found.exists():
-        raise StackError(f"{name} not found next to {sys.executable}: run ops/dev (it installs the venv's pins)")
+        raise StackError(f"{found} is missing: run ops/dev (it installs Patroni's venv)")
     return str(found)
 
 
@@ -71,13 +71,11 @@ def check_ha_binaries() -> None:
     ]
     if missing:
         raise StackError(f"the HA stack needs: apt-get install {' '.join(missing)}")
-    try:
-        version = importlib.metadata.version("patroni")
-    except importlib.metadata.PackageNotFoundError:
-        version = "none"
-    if not version[0].isdigit() or tuple(int(p) for p in version.split(".")[:3]) < PATRONI_MIN_VERSION:
-        raise StackError(f"the HA stack needs Patroni >= {'.'.join(map(str, PATRONI_MIN_VERSION))} in the venv "
-                         f"(found {version}): ops/dev installs the pinned one")  # fmt: skip
+    answer = subprocess.run([patroni_binary(), "--version"], capture_output=True, text=True, check=False).stdout
+    version = answer.split()[-1] if answer.strip() else "unknown"
+    if not version[:1].isdigit() or tuple(int(p) for p in version.split(".")[:3]) < PATRONI_MIN_VERSION:
+        raise StackError(f"the HA stack needs Patroni >= {'.'.join(map(str, PATRONI_MIN_VERSION))} "
+                         f"(found {version} in {PATRONI_VENV}): ops/dev installs the pinned one")  # fmt: skip
 
 
 def http_json(url: str, timeout: float = 1.0) -> tuple[int, Any]:
@@ -168,6 +166,9 @@ class HA:
                     "loop_wait": LOOP_WAIT_S,
                     "retry_timeout": RETRY_TIMEOUT_S,
                     "maximum_lag_on_failover": 1_048_576,
+                    # etcd unreachable: the primary stays one while every member answers its REST API
+                    # (a DCS outage is then no write outage; a partitioned primary still steps down).
+                    "failsafe_mode": True,
                     "synchronous_mode": self.config.synchronous_mode,
                     "postgresql": {"use_pg_rewind": True, "use_slots": True, "parameters": HA_SETTINGS},
                 },
