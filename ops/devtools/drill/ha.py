@@ -220,9 +220,7 @@ class HAFault:
     # them, and does not fail on them); with synchronous_mode no fault may lose one.
     may_lose_when_async: ClassVar[bool] = False
     settle_s: ClassVar[float] = 1.0  # held this long once writes are back, before recovering
-    # Faults that take the primary away: until a member is the primary again the instances cannot
-    # know the replicas' lag (it is measured against the primary) and refuse uncached reads, 503.
-    display_exempt: ClassVar[str | None] = None
+    display_exempt: ClassVar[str | None] = None  # PRIMARY_GONE for faults that take the primary away
 
     async def inject(self, ctx: HAContext) -> None:
         raise NotImplementedError
