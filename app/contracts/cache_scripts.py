@@ -18,27 +18,37 @@ from app.core.redis import RedisClient, is_cluster, shard_tags
 
 # Raise each product's fence to max(fence, version), then drop its cached entry. Idempotent:
 # applying the same events twice, or out of order, leaves the same state.
-# KEYS are (product key, fence key) pairs, ARGV[1] is
-# the fence TTL and ARGV[i + 1] the version for pair i. One round trip and one script run per
-# batch instead of one per product. Under Redis Cluster the caller must group pairs by hash slot.
+# KEYS are (product key, fence key) pairs, ARGV[1] is the fence TTL, ARGV[2] '1' to report which
+# entries were cached (else ''), and ARGV[i + 2] the version for pair i. One round trip and one
+# script run per batch instead of one per product. Under Redis Cluster the caller must group pairs
+# by hash slot.
 # Two calls per product and one DEL for all (calls dominate the script's time): SET ... GET
 # writes the version and returns the old fence, which is written back in the rare case it was
-# newer (a repeat or a late duplicate); either way the fence's TTL starts again.
+# newer (a repeat or a late duplicate); either way the fence's TTL starts again. Reporting costs
+# one DEL per product instead: it returns the positions (from 1) of the pairs whose entry was there,
+# the products a reader had cached (worth refreshing); otherwise the number of pairs.
 FENCE_AND_DELETE_MANY = """
 local ttl = ARGV[1]
+local report = ARGV[2] == '1'
 local entries = {}
+local cached = {}
 for i = 1, #KEYS, 2 do
-  local version = ARGV[(i + 1) / 2 + 1]
+  local pair = (i + 1) / 2
+  local version = ARGV[pair + 2]
   local previous = redis.call('SET', KEYS[i + 1], version, 'PX', ttl, 'GET')
   if previous and tonumber(previous) > tonumber(version) then
     redis.call('SET', KEYS[i + 1], previous, 'PX', ttl)
   end
-  entries[#entries + 1] = KEYS[i]
+  if report then
+    if redis.call('DEL', KEYS[i]) == 1 then cached[#cached + 1] = pair end
+  else
+    entries[#entries + 1] = KEYS[i]
+  end
 end
 if #entries > 0 then redis.call('DEL', unpack(entries)) end
+if report then return cached end
 return #KEYS / 2
 """
-
 # Bump a list generation at most once per interval: writes in between are coalesced into one
 # bump, due when the interval has passed. Value: "<n>:<lsn>:<pending lsn>:<next ms>", where <lsn>
 # is the primary position the generation covers, <pending lsn> the newest change not yet in a bump

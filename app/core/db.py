@@ -125,7 +125,10 @@ class _BoundedPool:
             raise DatabaseUnavailable(self.server, "too many requests waiting for a connection", unreachable=False)
         self._waiting += 1
         try:
-            conn = await self._pool.acquire(timeout=self.acquire_timeout_s)
+            # Not acquire(timeout=...): asyncpg runs a timed acquire as a task of its own, a cost
+            # every write and uncached read paid; a deadline on this task is the same bound.
+            async with asyncio.timeout(self.acquire_timeout_s):
+                conn = await self._pool.acquire()
         except TimeoutError:
             self.breaker.release_probe()
             raise DatabaseUnavailable(self.server, "no connection free in time", unreachable=False) from None
@@ -227,8 +230,20 @@ async def _create(dsn: str, settings: DatabaseSettings, role: Role, *, read_only
         command_timeout=command_timeout_s(settings),
         server_settings=server_settings(settings, role, read_only=read_only),
         init=init_connection,
+        reset=keep_session,
     )
     return pool
+
+
+async def keep_session(_conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    """What a released pooled connection needs beyond asyncpg's own rollback: nothing.
+
+    asyncpg's default reset sends ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``
+    on every release: one more round trip for each write and each uncached read, to undo session
+    state this service never creates on pooled connections (no session SET, LISTEN, advisory
+    lock or held cursor: settings travel in ``server_settings``, LISTEN has the relay's own
+    connection). An open transaction is still rolled back and listeners dropped before this runs.
+    """
 
 
 async def create_write_pool(settings: DatabaseSettings, role: Role = "api") -> WritePool:

@@ -122,9 +122,9 @@ class RelaySettings(_Group, frozen=True, kw_only=True):
     redis_timeout_ms: int = 2_000
     # Processed events are kept this long for inspection (ops/outbox tail), then purged in batches.
     retention_s: int = 86_400
-    # After a batch of at most this many products, read them back from the primary and fill the
-    # cache (fenced), so the next reader hits instead of missing (app/invalidation/refresh.py).
-    # 0 turns it off.
+    # After a batch of at most this many products, read back the ones that were cached (a reader
+    # had them within their TTL) from the primary and fill the cache (fenced), so the next reader
+    # hits instead of missing (app/invalidation/refresh.py). 0 turns it off.
     refresh_max_products: int = 200
 
 

@@ -45,6 +45,8 @@ class BatchOptions:
     fence_ttl_ms: int
     generation_interval_ms: int
     max_backoff_s: float
+    # A batch of at most this many products reports which of them were cached, to refresh (0: none).
+    refresh_max_products: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +57,9 @@ class BatchOutcome:
     # The cache's memory mark was missing when this batch was applied: Redis lost its keys.
     forgotten: bool = False
     lsn: int = 0  # the primary position this batch raised the mark to
-    # The newest version of each product the batch invalidated (refresh.py offers them back).
-    versions: dict[int, int] = field(default_factory=dict)
+    # The newest version of each product the batch invalidated whose entry was cached: read
+    # recently, so worth putting back (refresh.py); products nobody had cached are left to readers.
+    refresh: dict[int, int] = field(default_factory=dict)
 
 
 async def process_batch(
@@ -90,6 +93,7 @@ async def process_batch(
             log.error("relay.events_quarantined", events=plan.unparsed, first_id=ids[at[0]], reason=plan.rejected[0][1])
         # Read in the claim, after every claimed event committed: at or past each commit record.
         lsn = lsn_to_int(claim["lsn"])
+        cached: set[int] | None = set() if 0 < len(plan.versions) <= options.refresh_max_products else None
         try:
             remembered = await apply_plan(
                 scripts,
@@ -98,6 +102,7 @@ async def process_batch(
                 lsn=lsn,
                 generation_interval_ms=options.generation_interval_ms,
                 relay_mark=relay_mark_key(options.relay_name),
+                cached=cached,
             )
         except REDIS_ERRORS as exc:
             error = f"redis: {type(exc).__name__}: {exc}"[:500]
@@ -120,7 +125,8 @@ async def process_batch(
             OUTBOX_FAILED.labels(event_type).inc(count)
         return BatchOutcome(0, len(ids), error)
     _observe(event_types, claim["created_at"])
-    return BatchOutcome(len(ids), 0, forgotten=not remembered, lsn=lsn, versions=plan.versions)
+    refresh = {product: plan.versions[product] for product in cached} if cached else {}
+    return BatchOutcome(len(ids), 0, forgotten=not remembered, lsn=lsn, refresh=refresh)
 
 
 def _observe(event_types: list[str], created_at: list[float]) -> None:

@@ -81,6 +81,7 @@ async def apply_plan(
     lsn: int,
     generation_interval_ms: int,
     relay_mark: str | None = None,
+    cached: set[int] | None = None,
 ) -> bool:
     """Fence and delete every product, bump every affected list generation, raise the cache's
     memory mark: one round trip, in that order.
@@ -91,13 +92,16 @@ async def apply_plan(
     applying relay's own mark key, raised last. Returns False when the mark is missing: Redis lost
     its keys, and the relay must re-apply recent invalidations. Under Redis Cluster both marks are
     raised on every shard (``scripts.mark_tags``), after that shard's other writes of the batch.
+    ``cached``, when given, receives the products whose entry was in the cache when it was deleted.
     """
     calls: list[ScriptCall] = []
     ttl = b"%d" % fence_ttl_ms
-    for chunk in product_groups(plan.versions, by_slot=scripts.cluster):
+    report = b"1" if cached is not None else b""
+    chunks = product_groups(plan.versions, by_slot=scripts.cluster)
+    for chunk in chunks:
         # Pre-encoded: redis-py's per-argument encoding is the relay's main CPU cost otherwise.
         keys = [k for product_id, _ in chunk for k in (product_key_bytes(product_id), fence_key_bytes(product_id))]
-        args = [ttl, *[b"%d" % version for _, version in chunk]]
+        args = [ttl, report, *[b"%d" % version for _, version in chunk]]
         calls.append((scripts.fence_and_delete_many, keys, args))
     generations = [category_generation_key(c) for c in sorted(plan.categories)]
     if plan.lists:
@@ -111,4 +115,7 @@ async def apply_plan(
     if relay_mark is not None:
         calls += [(scripts.raise_relay_mark, [shard_key(relay_mark, tag)], [position]) for tag in scripts.mark_tags]
     results = await scripts.run_pipelined(calls)
+    if cached is not None:
+        for chunk, positions in zip(chunks, results, strict=False):
+            cached.update(chunk[position - 1][0] for position in positions)
     return all(results[marks : marks + len(scripts.mark_tags)])

@@ -7,7 +7,10 @@ primary, after its batch committed, and fills them with the same fenced fill-if-
 uses (docs/adr/0003), so the next reader hits the new version instead of missing.
 
 It is best effort and bounded: only batches of at most ``max_products`` products are refreshed
-(a backlog drains at full speed, its products are read on demand), and a failure only means
+(a backlog drains at full speed, its products are read on demand), and of those only the products
+whose entry was in the cache when the batch deleted it: a product nobody read within its TTL is
+not worth a primary read per write (a burst of admin edits across the catalog would be one read
+per edit, for entries no one asks for). A failure only means
 those products miss once, as they would without it. Correctness never depends on it: the fence
 refuses a row older than an invalidation already applied, and the next event deletes again.
 """

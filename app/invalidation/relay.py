@@ -91,6 +91,7 @@ class OutboxRelay:
             fence_ttl_ms=cache.fence_ttl_s * 1000,
             generation_interval_ms=int(cache.list_generation_interval_s * 1000),
             max_backoff_s=settings.max_backoff_s,
+            refresh_max_products=settings.refresh_max_products,
         )
         # Subscribers to every relay's announcements (this instance's near cache), and to our
         # connection coming and going (announcements sent while we are away are lost).
@@ -236,7 +237,7 @@ class OutboxRelay:
                     # Remember the marks we raised, not only the ones we read: a Redis failover that
                     # loses a batch of ours leaves our own mark lower, and we notice.
                     self.memory.raised(outcome.lsn)
-                    await self._refresh(conn, outcome.versions)
+                    await self._refresh(conn, outcome.refresh)
                 self._redis_backoff_s = 0.0
                 if outcome.processed:
                     self.processed_total += outcome.processed
@@ -271,11 +272,10 @@ class OutboxRelay:
             self.on_connected()  # the near cache may have copied entries of the old history
 
     async def _refresh(self, conn: asyncpg.Connection[asyncpg.Record], versions: dict[int, int]) -> None:
-        """Offer a small batch's products back to the cache (refresh.py); failures cost misses only."""
-        if not versions or len(versions) > self.settings.refresh_max_products:
-            return
+        """Offer a small batch's cached products back to the cache (refresh.py); failures cost misses only."""
         try:
-            await refresh_products(conn, self.scripts, versions)
+            if versions:
+                await refresh_products(conn, self.scripts, versions)
         except _REFRESH_ERRORS as exc:
             log.warning("relay.refresh_failed", relay=self.name, products=len(versions), error=repr(exc)[:300])
 

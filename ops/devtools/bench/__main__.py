@@ -193,8 +193,11 @@ def bench_outbox(args: argparse.Namespace, report: Report) -> None:
 
     report.section("outbox", f"Outbox drain ({args.events:,} pending events, batches of {args.batch}, {args.runs} "
                    "runs; a Postgres and a Redis of the bench's own)")  # fmt: skip
+    import uvloop
+
     with scratch_postgres(durable=False) as admin_dsn, scratch_redis() as redis_url:
-        results = asyncio.run(
+        # On uvloop, as `catalog relay` and the instances run their relays.
+        results = uvloop.run(
             run(admin_dsn, redis_url, events=args.events, products=args.events, runs=args.runs, batch=args.batch)
         )
     report.figures(runs_by_relays={str(n): [dataclasses.asdict(r) for r in runs] for n, runs in results.items()})

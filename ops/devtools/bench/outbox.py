@@ -11,9 +11,9 @@ import time
 from dataclasses import dataclass
 
 import asyncpg
-from redis.asyncio import Redis
 
-from app.core.settings import CacheSettings, RelaySettings
+from app.core.redis import create_redis
+from app.core.settings import CacheSettings, RedisSettings, RelaySettings
 from app.invalidation.relay import OutboxRelay
 from devtools.bench.scratch import drop_database, scratch_database
 
@@ -52,14 +52,14 @@ async def _load(dsn: str, events: int, products: int) -> None:
 async def drain_once(dsn: str, redis_url: str, *, events: int, products: int, relays: int, batch: int) -> DrainRun:
     """Load ``events`` pending events, then time ``relays`` relays draining them to zero."""
     await _load(dsn, events, products)
-    redis = Redis.from_url(redis_url)
+    settings = RelaySettings(batch_size=batch, poll_interval_s=0.05)
+    # The client the relay runs with in the service (`catalog relay`, app/cli.py): its pool, its
+    # timeout and its C command packer. A plain Redis() packs each argument in Python instead.
+    redis = create_redis(RedisSettings(url=redis_url), timeout_ms=settings.redis_timeout_ms)
     await redis.flushdb()
     conn = await asyncpg.connect(dsn)
     stop = asyncio.Event()
-    workers = [
-        OutboxRelay(f"bench-{i}", dsn, redis, RelaySettings(batch_size=batch, poll_interval_s=0.05), CacheSettings())
-        for i in range(relays)
-    ]
+    workers = [OutboxRelay(f"bench-{i}", dsn, redis, settings, CacheSettings()) for i in range(relays)]
     started = time.perf_counter()
     tasks = [asyncio.create_task(w.run(stop)) for w in workers]
     try:

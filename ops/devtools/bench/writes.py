@@ -42,7 +42,7 @@ from redis.asyncio import Redis
 from app.checkout.schemas import CheckoutLine
 from app.checkout.service import Checkout
 from app.contracts.events import OUTBOX_CHANNEL, EventType, ProductChanged, encode_event
-from app.core.db import WritePool, create_write_pool, init_connection
+from app.core.db import WritePool, create_write_pool, init_connection, keep_session
 from app.core.doorbell import Doorbell
 from app.core.migrate import create_database, migrate
 from app.core.problems import Problem
@@ -267,7 +267,9 @@ async def one_run(admin_dsn: str, redis_url: str, *, products: int, seconds: flo
     top = max(CONCURRENCY)
     settings = DatabaseSettings(primary_dsn=dsn, pool_max_size=top + 4, max_waiting=4 * top)
     pool: WritePool = await create_write_pool(settings)
-    raw = await asyncpg.create_pool(dsn, min_size=top, max_size=top, init=init_connection)
+    # Released as the service's pools release (keep_session: no reset query), so the ceiling pays
+    # for the update's own SQL and nothing else.
+    raw = await asyncpg.create_pool(dsn, min_size=top, max_size=top, init=init_connection, reset=keep_session)
     await _warm(pool, top)  # connected before the clock runs, as the raw pool is (min_size)
     redis = Redis.from_url(redis_url)
     await redis.flushdb()

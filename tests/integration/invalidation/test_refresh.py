@@ -79,3 +79,30 @@ async def test_a_refresh_never_puts_back_a_version_older_than_the_fence(
         assert await refresh_products(relay_conn, scripts, {42: 1}) == 0
     finally:
         await relay_conn.close()
+
+
+async def test_only_products_a_reader_had_cached_are_read_back(
+    db: ScratchDatabase, admin_headers: dict[str, str], redis_client: aioredis.Redis
+) -> None:
+    """A write to a product nobody had cached costs no primary read: its key stays absent until a
+    reader asks. A write to a cached one is refreshed, as above."""
+    settings = db.settings(relay_enabled=True, relay_refresh_max_products=200, near_cache_enabled=False)
+    async with running_app(settings) as (_app, client):
+        assert (await client.get("/products/33")).status_code == 200  # cached; 34 never read
+        versions = {}
+        for product in (33, 34):
+            written = await client.patch(f"/products/{product}", json={"price_cents": 1234}, headers=admin_headers)
+            versions[product] = written.json()["version"]
+
+        async def applied() -> bool:
+            fences = [await redis_client.get(fence_key(p)) for p in versions]
+            return all(f is not None and int(f) >= versions[p] for f, p in zip(fences, versions, strict=True))
+
+        async def refreshed() -> bool:
+            entry = await redis_client.get(product_key(33))
+            return entry is not None and decode_entry(entry)[0] == versions[33]
+
+        await until(applied)
+        await until(refreshed)  # the cached product is put back at its new version
+        await asyncio.sleep(0.2)  # well past the refresh that follows the batch
+        assert await redis_client.get(product_key(34)) is None, "an uncached product was read back for nobody"
