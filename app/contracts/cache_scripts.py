@@ -90,10 +90,13 @@ return n
 # The cache's memory mark: the highest primary position whose invalidations this Redis holds.
 # Raised after every applied batch, but never created here: after Redis lost its keys the mark is
 # missing until a relay notices, re-applies the recent invalidations, and sets it again
-# (docs/adr/0009). KEYS: mark key. ARGV: LSN (16 hex digits). Returns 0 when the mark is missing.
+# (docs/adr/0009). KEYS: mark key. ARGV: LSN (16 hex digits); the highest mark the relay has seen,
+# or ''. Returns 0, raising nothing, when the mark is missing or lower than that (a failover to a
+# Redis replica that missed writes): the batch's own check that Redis forgot nothing.
 RAISE_MARK = """
 local current = redis.call('GET', KEYS[1])
 if not current then return 0 end
+if ARGV[2] ~= '' and current < ARGV[2] then return 0 end
 if ARGV[1] > current then redis.call('SET', KEYS[1], ARGV[1]) end
 return 1
 """
@@ -101,9 +104,11 @@ return 1
 # One relay's own mark: the highest position of its batches this Redis holds. Only that relay
 # writes it, so no other relay's batch can raise it past a batch of its that a failover lost
 # (docs/adr/0013). Created here: ``cache:mark`` is what shows a Redis that lost everything.
-# KEYS: the relay's mark key. ARGV: LSN (16 hex digits).
+# KEYS: the relay's mark key. ARGV: LSN (16 hex digits); the highest position the relay raised
+# it to, or ''. Returns 0, raising nothing, when it is missing or lower than that.
 RAISE_RELAY_MARK = """
 local current = redis.call('GET', KEYS[1])
+if ARGV[2] ~= '' and ((not current) or current < ARGV[2]) then return 0 end
 if (not current) or ARGV[1] > current then redis.call('SET', KEYS[1], ARGV[1]) end
 return 1
 """

@@ -63,12 +63,18 @@ class BatchOutcome:
 
 
 async def process_batch(
-    conn: asyncpg.Connection[asyncpg.Record], scripts: CacheScripts, options: BatchOptions
+    conn: asyncpg.Connection[asyncpg.Record],
+    scripts: CacheScripts,
+    options: BatchOptions,
+    *,
+    marks: tuple[int, int] = (0, 0),
 ) -> BatchOutcome:
     """Claim, apply and file one batch; a Redis failure rolls the claim back and records it.
 
     Four Postgres round trips (BEGIN, claim-and-file, announce, COMMIT) and one Redis round trip,
-    whatever the batch size.
+    whatever the batch size. That round trip also checks that Redis forgot nothing: ``marks`` are
+    the highest ``cache:mark`` the relay has seen and the highest it raised its own mark to
+    (recovery.py); a Redis holding less is ``forgotten``.
     """
     error: str | None = None
     remembered = True
@@ -103,6 +109,8 @@ async def process_batch(
                 generation_interval_ms=options.generation_interval_ms,
                 relay_mark=relay_mark_key(options.relay_name),
                 cached=cached,
+                seen=marks[0],
+                own=marks[1],
             )
         except REDIS_ERRORS as exc:
             error = f"redis: {type(exc).__name__}: {exc}"[:500]

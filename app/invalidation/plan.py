@@ -82,6 +82,8 @@ async def apply_plan(
     generation_interval_ms: int,
     relay_mark: str | None = None,
     cached: set[int] | None = None,
+    seen: int = 0,
+    own: int = 0,
 ) -> bool:
     """Fence and delete every product, bump every affected list generation, raise the cache's
     memory mark: one round trip, in that order.
@@ -89,9 +91,12 @@ async def apply_plan(
     ``lsn`` is the primary's WAL insert position read after the events committed; generations
     remember it so list readers know which replicas are fresh enough to fill the cache from, and
     the mark records that this Redis holds every invalidation up to it. ``relay_mark`` is the
-    applying relay's own mark key, raised last. Returns False when the mark is missing: Redis lost
-    its keys, and the relay must re-apply recent invalidations. Under Redis Cluster both marks are
-    raised on every shard (``scripts.mark_tags``), after that shard's other writes of the batch.
+    applying relay's own mark key, raised last. Returns False when Redis lost keys and the relay
+    must re-apply recent invalidations: ``cache:mark`` missing or below ``seen`` (the highest the
+    relay has seen), or the relay's own mark below ``own`` (the highest it raised it to); a mark
+    found so is left as it is (recovery.py sets it). Under Redis Cluster both marks are raised on
+    every shard (``scripts.mark_tags``), after that shard's other writes of the batch, and each
+    shard is judged alone.
     ``cached``, when given, receives the products whose entry was in the cache when it was deleted.
     """
     calls: list[ScriptCall] = []
@@ -111,11 +116,15 @@ async def apply_plan(
     # Last: a Redis that has the mark has everything before it (replication keeps order). In a
     # cluster the pipeline keeps each master's calls in order, so this holds per shard.
     marks = len(calls)
-    calls += [(scripts.raise_mark, [shard_key(CACHE_MARK, tag)], [position]) for tag in scripts.mark_tags]
+    at_least = lsn_hex(seen) if seen else ""
+    calls += [(scripts.raise_mark, [shard_key(CACHE_MARK, tag)], [position, at_least]) for tag in scripts.mark_tags]
     if relay_mark is not None:
-        calls += [(scripts.raise_relay_mark, [shard_key(relay_mark, tag)], [position]) for tag in scripts.mark_tags]
+        at_least = lsn_hex(own) if own else ""
+        calls += [
+            (scripts.raise_relay_mark, [shard_key(relay_mark, tag)], [position, at_least]) for tag in scripts.mark_tags
+        ]
     results = await scripts.run_pipelined(calls)
     if cached is not None:
         for chunk, positions in zip(chunks, results, strict=False):
             cached.update(chunk[position - 1][0] for position in positions)
-    return all(results[marks : marks + len(scripts.mark_tags)])
+    return all(results[marks:])

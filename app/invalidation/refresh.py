@@ -21,15 +21,19 @@ import random
 
 import asyncpg
 import msgspec
+import structlog
 
 from app.contracts.cache_keys import encode_entry, fence_key, product_key
 from app.contracts.cache_scripts import CacheScripts, ScriptCall
 from app.contracts.policy import policy
 from app.contracts.product import product_from_row
 from app.core.metrics import CACHE_REQUESTS
+from app.core.redis import REDIS_ERRORS
 from app.core.sql import queries
 
 Q = queries("catalog")
+log = structlog.get_logger("catalog.relay")
+_FAILURES: tuple[type[BaseException], ...] = (*REDIS_ERRORS, asyncpg.PostgresError)
 _encoder = msgspec.json.Encoder()
 _TTL_S = policy("product.get").cache_ttl_s or 300
 
@@ -58,3 +62,14 @@ async def refresh_products(
     if stored < len(rows):
         CACHE_REQUESTS.labels("product", "refresh-refused").inc(len(rows) - stored)
     return stored
+
+
+async def refresh_best_effort(
+    conn: asyncpg.Connection[asyncpg.Record], scripts: CacheScripts, versions: dict[int, int], *, relay: str
+) -> None:
+    """:func:`refresh_products` for a relay's batch: a failure is logged and costs misses only."""
+    try:
+        if versions:
+            await refresh_products(conn, scripts, versions)
+    except _FAILURES as exc:
+        log.warning("relay.refresh_failed", relay=relay, products=len(versions), error=repr(exc)[:300])

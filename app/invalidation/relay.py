@@ -29,12 +29,11 @@ from app.core.redis import REDIS_ERRORS, RedisClient
 from app.core.settings import CacheSettings, DatabaseSettings, RelaySettings
 from app.invalidation.batch import BatchOptions, process_batch
 from app.invalidation.recovery import CacheMemory
-from app.invalidation.refresh import refresh_products
+from app.invalidation.refresh import refresh_best_effort
 from app.invalidation.retention import purge_processed, record_backlog
 from app.invalidation.timeline import adopt_timeline, primary_timeline
 
 log = structlog.get_logger("catalog.relay")
-_REFRESH_ERRORS: tuple[type[BaseException], ...] = (*REDIS_ERRORS, asyncpg.PostgresError)
 
 _PURGE_EVERY_S = 60.0
 _BACKLOG_EVERY_S = 5.0
@@ -216,17 +215,17 @@ class OutboxRelay:
     async def drain(self, conn: asyncpg.Connection[asyncpg.Record]) -> DrainResult:
         """Process due events batch by batch until none are left or Redis fails.
 
-        First, and whenever a batch finds the cache's mark gone, make sure Redis has not lost
-        keys since we last looked (recovery.py); a Redis failure backs off like a failed batch.
+        Each batch's round trip to Redis checks that Redis lost no keys since we last looked, a drain
+        with nothing to do asks directly; a Redis that forgot is healed (recovery.py) before the
+        drain returns. A Redis failure backs off like a failed batch.
         """
         processed = failed = 0
         try:
             if not self._timeline_adopted:
                 await self._follow_timeline(conn, tolerate_redis=False)
-            if await self._forgot():
-                await self.memory.recover(conn, self.scripts, self.batch, self.fence_ttl_s)
+            await self.scripts.refresh_mark_tags()  # the shards the marks live on (Redis Cluster)
             while True:
-                outcome = await process_batch(conn, self.scripts, self.batch)
+                outcome = await process_batch(conn, self.scripts, self.batch, marks=(self.memory.seen, self.memory.own))
                 processed += outcome.processed
                 failed += outcome.failed
                 if outcome.error is not None:
@@ -237,13 +236,15 @@ class OutboxRelay:
                     # Remember the marks we raised, not only the ones we read: a Redis failover that
                     # loses a batch of ours leaves our own mark lower, and we notice.
                     self.memory.raised(outcome.lsn)
-                    await self._refresh(conn, outcome.refresh)
+                    await refresh_best_effort(conn, self.scripts, outcome.refresh, relay=self.name)
                 self._redis_backoff_s = 0.0
                 if outcome.processed:
                     self.processed_total += outcome.processed
                     self.last_batch_at = time.time()
                     self.last_error = None
                 if outcome.processed < self.batch.batch_size:
+                    if not processed and await self._forgot():  # nothing was due: no batch checked
+                        await self.memory.recover(conn, self.scripts, self.batch, self.fence_ttl_s)
                     return DrainResult(processed, failed)
         except REDIS_ERRORS as exc:
             return self._redis_failed(f"redis: {type(exc).__name__}: {exc}"[:500], processed, failed)
@@ -271,20 +272,11 @@ class OutboxRelay:
         if emptied and self.connected and self.on_connected is not None:
             self.on_connected()  # the near cache may have copied entries of the old history
 
-    async def _refresh(self, conn: asyncpg.Connection[asyncpg.Record], versions: dict[int, int]) -> None:
-        """Offer a small batch's cached products back to the cache (refresh.py); failures cost misses only."""
-        try:
-            if versions:
-                await refresh_products(conn, self.scripts, versions)
-        except _REFRESH_ERRORS as exc:
-            log.warning("relay.refresh_failed", relay=self.name, products=len(versions), error=repr(exc)[:300])
-
     async def _forgot(self) -> bool:
         try:
             return await self.memory.forgot(self.scripts)
         except REDIS_ERRORS:
-            # Redis is down: the batch below fails too and records it on its events (ops/outbox
-            # shows them failing), and a Redis that comes back empty is caught by that batch.
+            # Redis is down: the next batch fails and records it; one that comes back empty is caught.
             return False
 
     def _redis_failed(self, error: str, processed: int, failed: int) -> DrainResult:

@@ -129,7 +129,16 @@ def test_a_read_only_compose_command_stops_the_service_it_started(tmp_path: Path
     socket = tmp_path / "podman.sock"
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "CATALOG_PODMAN_SOCKET": str(socket), "CATALOG_COMPOSE_PROJECT": "catalog-engine-test"}
-    ran = subprocess.run([str(root / "ops" / "compose"), *command], env=env, capture_output=True, text=True,
-                         timeout=120, check=False)  # fmt: skip
-    assert "Traceback" not in ran.stderr, ran.stderr
+    proc = subprocess.Popen([str(root / "ops" / "compose"), *command], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    started = False  # watched while it runs: a command that failed before asking podman proves nothing
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        started = started or bool(_services_on(socket))
+        time.sleep(0.02)
+    if proc.poll() is None:
+        proc.kill()
+    _, stderr = proc.communicate(timeout=10)
+    assert "Traceback" not in stderr, stderr
+    assert started, f"ops/compose {' '.join(command)} never started a service on its socket: {stderr[-2000:]}"
     assert _services_on(socket) == [], f"ops/compose {' '.join(command)} left its podman service running"

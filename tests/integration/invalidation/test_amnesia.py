@@ -17,7 +17,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from app.contracts.cache_keys import CACHE_MARK, fence_key, lsn_hex, product_key
+from app.contracts.cache_keys import CACHE_MARK, fence_key, lsn_hex, product_key, relay_mark_key
 from app.contracts.cache_scripts import CacheScripts
 from app.core.db import init_connection
 from app.invalidation import batch as batch_module
@@ -99,6 +99,15 @@ async def test_redis_losing_its_keys_leaves_no_stale_product_on_any_instance(
             assert before in served, "without recovery the old row should have survived"
 
 
+async def _insert(primary: asyncpg.Connection, product_id: int, version: int) -> None:
+    payload = {"id": product_id, "version": version, "category_id": 1, "old_category_id": 1}
+    await primary.execute(
+        "INSERT INTO outbox (event_type, aggregate_id, payload) VALUES ('product.updated', $1, $2::jsonb)",
+        product_id,
+        json.dumps(payload),
+    )
+
+
 async def _never() -> bool:
     return False
 
@@ -116,30 +125,35 @@ async def test_a_rolled_back_mark_is_amnesia_too(redis_client: aioredis.Redis) -
     assert await memory.forgot(scripts)
 
 
+@pytest.mark.parametrize("busy", [False, True], ids=["idle", "busy"])
 async def test_a_relay_notices_a_failover_that_lost_its_own_last_batch(
-    db: ScratchDatabase, redis_client: aioredis.Redis, primary: asyncpg.Connection
+    db: ScratchDatabase, redis_client: aioredis.Redis, primary: asyncpg.Connection, busy: bool
 ) -> None:
+    """Idle, the next drain finds nothing to claim and asks Redis. Busy, a relay never drains an
+    empty queue and nothing asks Redis between batches: the next batch's own pipeline must find
+    the marks lower than the relay left them, raise nothing over them, and the relay re-apply."""
     settings = db.settings()
     relay = OutboxRelay("r", settings.db.primary_dsn, redis_client, settings.relay, settings.cache)
     conn = await asyncpg.connect(settings.db.primary_dsn)
     try:
         await init_connection(conn)
         await redis_client.set(CACHE_MARK, lsn_hex(1))
-        payload = {"id": PRODUCT, "version": 9, "category_id": 1, "old_category_id": 1}
-        await primary.execute(
-            "INSERT INTO outbox (event_type, aggregate_id, payload) VALUES ('product.updated', $1, $2::jsonb)",
-            PRODUCT,
-            json.dumps(payload),
-        )
+        await _insert(primary, PRODUCT, 9)
         assert (await relay.drain(conn)).processed == 1
         assert await redis_client.get(fence_key(PRODUCT)) == b"9"
-        # A Redis failover to a replica that missed exactly that batch: its fence, and the mark it raised.
-        await redis_client.delete(fence_key(PRODUCT))
+        before = {key: await redis_client.get(key) for key in (CACHE_MARK, relay_mark_key("r"))}
+        # A Redis failover to a replica that missed exactly that batch: its fence, and the marks it raised.
+        await redis_client.delete(fence_key(PRODUCT), relay_mark_key("r"))
         await redis_client.set(CACHE_MARK, lsn_hex(1))
         await redis_client.set(product_key(PRODUCT), b"8|{}")  # an entry the batch had deleted
-        await relay.drain(conn)
+        if busy:
+            await _insert(primary, PRODUCT + 1, 4)
+        assert (await relay.drain(conn)).processed == int(busy)
         assert await redis_client.get(fence_key(PRODUCT)) == b"9", "the lost batch was re-applied"
         assert await redis_client.get(product_key(PRODUCT)) is None
+        for key, value in before.items():
+            assert value is not None
+            assert (await redis_client.get(key) or b"") >= value, f"{key} was not set again"
     finally:
         await conn.close()
 
@@ -166,22 +180,14 @@ async def test_a_failover_that_loses_a_lower_batch_landed_after_a_higher_mark_is
 
     monkeypatch.setattr(batch_module, "apply_plan", apply_plan_holding_a)
 
-    async def insert(product_id: int, version: int) -> None:
-        payload = {"id": product_id, "version": version, "category_id": 1, "old_category_id": 1}
-        await primary.execute(
-            "INSERT INTO outbox (event_type, aggregate_id, payload) VALUES ('product.updated', $1, $2::jsonb)",
-            product_id,
-            json.dumps(payload),
-        )
-
     try:
         for conn in conns.values():
             await init_connection(conn)
         await redis_client.set(CACHE_MARK, lsn_hex(1))
-        await insert(PRODUCT, 9)
+        await _insert(primary, PRODUCT, 9)
         drain_a = asyncio.create_task(relays["a"].drain(conns["a"]))
         await asyncio.wait_for(held.wait(), 5)
-        await insert(PRODUCT + 1, 5)
+        await _insert(primary, PRODUCT + 1, 5)
         assert (await relays["b"].drain(conns["b"])).processed == 1  # B's higher mark is in Redis first
         replica = {key: await redis_client.dump(key) for key in await redis_client.keys("*")}
         release.set()
