@@ -49,6 +49,7 @@ if #entries > 0 then redis.call('DEL', unpack(entries)) end
 if report then return cached end
 return #KEYS / 2
 """
+
 # Bump a list generation at most once per interval: writes in between are coalesced into one
 # bump, due when the interval has passed. Value: "<n>:<lsn>:<pending lsn>:<next ms>", where <lsn>
 # is the primary position the generation covers, <pending lsn> the newest change not yet in a bump

@@ -54,7 +54,7 @@ class BatchOutcome:
     processed: int
     failed: int
     error: str | None = None
-    # The cache's memory mark was missing when this batch was applied: Redis lost its keys.
+    # A mark was missing or lower than the relay saw when this batch was applied: Redis lost keys.
     forgotten: bool = False
     lsn: int = 0  # the primary position this batch raised the mark to
     # The newest version of each product the batch invalidated whose entry was cached: read

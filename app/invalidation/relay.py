@@ -223,7 +223,8 @@ class OutboxRelay:
         try:
             if not self._timeline_adopted:
                 await self._follow_timeline(conn, tolerate_redis=False)
-            await self.scripts.refresh_mark_tags()  # the shards the marks live on (Redis Cluster)
+            with contextlib.suppress(*REDIS_ERRORS):  # down: the batch fails and records it on its events
+                await self.scripts.refresh_mark_tags()  # the shards the marks live on (Redis Cluster)
             while True:
                 outcome = await process_batch(conn, self.scripts, self.batch, marks=(self.memory.seen, self.memory.own))
                 processed += outcome.processed

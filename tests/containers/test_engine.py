@@ -128,7 +128,10 @@ def test_a_read_only_compose_command_stops_the_service_it_started(tmp_path: Path
     only `up` leaves one behind (for the stack's next commands; it exits by itself when idle)."""
     socket = tmp_path / "podman.sock"
     root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "CATALOG_PODMAN_SOCKET": str(socket), "CATALOG_COMPOSE_PROJECT": "catalog-engine-test"}
+    # DOCKER_HOST names the same socket: the session's engine (which the tier exports) is not found
+    # through it, so the command must start a service of its own there.
+    env = {**os.environ, "CATALOG_PODMAN_SOCKET": str(socket), "CATALOG_COMPOSE_PROJECT": "catalog-engine-test",
+           "DOCKER_HOST": f"unix://{socket}"}  # fmt: skip
     proc = subprocess.Popen([str(root / "ops" / "compose"), *command], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
     started = False  # watched while it runs: a command that failed before asking podman proves nothing
