@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from app.core.db import create_read_pool, create_write_pool
+from app.core.db import create_write_pool
 from tests.fixtures.database import ScratchDatabase
 
 pytestmark = pytest.mark.integration
@@ -49,13 +49,3 @@ async def test_a_transaction_left_open_is_rolled_back_on_release(db: ScratchData
     finally:
         await pool.close()
 
-
-async def test_a_read_session_stays_read_only_across_releases(db: ScratchDatabase) -> None:
-    pool = await create_read_pool(db.replica_dsn, "replica-1", db.settings(pool_max_size=1).db)
-    try:
-        for _ in range(2):
-            async with pool.acquire() as conn:
-                assert await conn.fetchval("SHOW default_transaction_read_only") == "on"
-                assert await conn.fetchval("SHOW application_name") == "catalog.api"
-    finally:
-        await pool.close()
