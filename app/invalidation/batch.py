@@ -11,6 +11,7 @@ back and the events keep their place, with ``attempts``, ``last_error`` and a ca
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import structlog
 
 from app.contracts.cache_keys import relay_mark_key
 from app.contracts.cache_scripts import CacheScripts
-from app.contracts.events import encode_announcements
+from app.contracts.events import INVALIDATION_CHANNEL, encode_announcements
 from app.core.db import lsn_to_int
 from app.core.metrics import (
     INVALIDATION_LATENCY,
@@ -36,6 +37,7 @@ from app.invalidation.plan import InvalidationPlan, apply_plan
 
 Q = queries("outbox")
 log = structlog.get_logger("catalog.relay")
+_ANNOUNCEMENT = re.compile(r"[0-9:,-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,19 +73,19 @@ async def process_batch(
 ) -> BatchOutcome:
     """Claim, apply and file one batch; a Redis failure rolls the claim back and records it.
 
-    Four Postgres round trips (BEGIN, claim-and-file, announce, COMMIT) and one Redis round trip,
-    whatever the batch size. That round trip also checks that Redis forgot nothing: ``marks`` are
+    Three Postgres round trips (BEGIN, claim-and-file, announce-and-COMMIT) and one Redis round
+    trip, whatever the batch size. That round trip also checks that Redis forgot nothing: ``marks`` are
     the highest ``cache:mark`` the relay has seen and the highest it raised its own mark to
     (recovery.py); a Redis holding less is ``forgotten``.
     """
     error: str | None = None
     remembered = True
-    tx = conn.transaction()
-    await tx.start()
+    # By hand, not conn.transaction(): the announcements ride in COMMIT's own round trip.
+    await conn.execute("BEGIN")
     try:
         claim = await conn.fetchrow(Q["claim_batch"], options.batch_size, options.relay_name)
         if claim is None:  # nothing due
-            await tx.commit()
+            await conn.execute("COMMIT")
             return BatchOutcome(0, 0)
         ids: list[int] = claim["ids"]
         plan = InvalidationPlan.of(claim["payloads"])
@@ -114,16 +116,12 @@ async def process_batch(
             )
         except REDIS_ERRORS as exc:
             error = f"redis: {type(exc).__name__}: {exc}"[:500]
-        if error is None:
-            # Sent at COMMIT to every instance's near cache (docs/adr/0005).
-            if plan.versions:
-                await conn.execute(Q["announce_invalidations"], encode_announcements(plan.versions))
-            await tx.commit()
-        else:
-            await tx.rollback()
+        # Announced at COMMIT to every instance's near cache (docs/adr/0005).
+        await conn.execute(announce_and_commit(plan.versions) if error is None else "ROLLBACK")
     except BaseException:
-        with contextlib.suppress(Exception):
-            await tx.rollback()
+        if not conn.is_closed() and conn.is_in_transaction():
+            with contextlib.suppress(Exception):
+                await conn.execute("ROLLBACK")
         raise
     event_types: list[str] = claim["event_types"]
     if error is not None:
@@ -135,6 +133,22 @@ async def process_batch(
     _observe(event_types, claim["created_at"])
     refresh = {product: plan.versions[product] for product in cached} if cached else {}
     return BatchOutcome(len(ids), 0, forgotten=not remembered, lsn=lsn, refresh=refresh)
+
+
+def announce_and_commit(versions: dict[int, int]) -> str:
+    """``COMMIT``, preceded by the batch's announcements in the same simple query: one round trip.
+
+    A simple query takes no parameters, so the payloads are literals; they hold only digits, ``:``
+    and ``,`` (``encode_announcements`` formats integers). Should the NOTIFY fail, the COMMIT after
+    it in the same query is skipped and the transaction stays aborted for the caller's ROLLBACK.
+    """
+    if not versions:
+        return "COMMIT"
+    payloads = encode_announcements(versions)
+    if not all(_ANNOUNCEMENT.fullmatch(p) for p in payloads):
+        raise ValueError(f"an announcement holds more than integers: {payloads!r}"[:300])
+    literals = ",".join(f"'{p}'" for p in payloads)
+    return f"SELECT pg_notify('{INVALIDATION_CHANNEL}', p) FROM unnest(ARRAY[{literals}]) AS p; COMMIT"  # noqa: S608
 
 
 def _observe(event_types: list[str], created_at: list[float]) -> None:

@@ -96,9 +96,9 @@ async def test_a_batch_is_four_postgres_round_trips_and_one_redis_round_trip(
     monkeypatch.undo()
 
     assert (outcome.processed, outcome.failed, outcome.error) == (EVENTS, 0, None)
-    # BEGIN, claim-and-mark, announce, COMMIT; one pipeline, nothing sent outside it (no SCRIPT EXISTS).
+    # BEGIN, claim-and-mark, announce-and-COMMIT; one pipeline, nothing sent outside it (no SCRIPT EXISTS).
     pg_calls = sum(n for name, n in calls.items() if name.startswith("Connection."))
-    assert pg_calls == 4, calls
+    assert pg_calls == 3, calls
     assert calls["Pipeline.execute"] == 1, calls
     assert calls["Pipeline.immediate_execute_command"] == 0, calls
     assert calls["Redis.execute_command"] == 0, calls

@@ -72,3 +72,14 @@ def test_announcements_stay_under_the_notify_limit_and_round_trip() -> None:
 
 def test_malformed_announcement_items_are_skipped() -> None:
     assert parse_announcement("1:2,x:3,4:,5:6") == [(1, 2), (5, 6)]
+
+
+def test_the_batch_commit_announces_in_the_same_query_and_takes_integers_only() -> None:
+    from app.invalidation.batch import announce_and_commit
+
+    assert announce_and_commit({}) == "COMMIT"
+    sql = announce_and_commit({7: 3, 12: 1})
+    assert sql.endswith("; COMMIT")
+    assert "'7:3,12:1'" in sql
+    with pytest.raises(ValueError, match="more than integers"):
+        announce_and_commit({"7'); DROP TABLE products; --": 1})  # type: ignore[dict-item]
