@@ -54,7 +54,7 @@ async def relay_conn(db: ScratchDatabase) -> AsyncIterator[asyncpg.Connection]:
         await conn.close()
 
 
-async def test_a_batch_is_four_postgres_round_trips_and_one_redis_round_trip(
+async def test_a_batch_is_three_postgres_round_trips_and_one_redis_round_trip(
     relay_conn: asyncpg.Connection,
     redis_client: aioredis.Redis,
     primary: asyncpg.Connection,
