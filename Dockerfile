@@ -6,6 +6,8 @@
 # `extra_ca` (`ops/compose build --ca-file FILE`, or `--secret id=extra_ca,src=FILE`): it is
 # mounted only while pip runs, so no layer of the image keeps it.
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+# The `patroni` target (compose.ha.yaml): Postgres members run by Patroni, on this base.
+ARG POSTGRES_IMAGE=postgres:15.10-bookworm
 
 # --- build: dependencies into a venv, from the pinned constraints, before any code (layer cache)
 FROM ${PYTHON_IMAGE} AS build
@@ -56,3 +58,34 @@ COPY --chown=10001:10001 tests/load ./tests/load
 USER 10001:10001
 ENTRYPOINT ["locust", "-f", "tests/load/locustfile.py", "--headless"]
 CMD ["-t", "60s", "-u", "40", "-r", "10", "--only-summary"]
+
+# --- patroni: a Postgres member run by Patroni (compose.ha.yaml, docs/adr/0018). Patroni comes
+# from PyPI at the version requirements.txt pins (not Debian's 3.0.2, whose leader-key bug loses a
+# promoted member's writes), in a venv on the image's own Python; the official postgres image has
+# no Python, so it gets Debian's.
+FROM ${POSTGRES_IMAGE} AS patroni
+USER 0
+# hadolint ignore=DL3008
+RUN if ! command -v python3 >/dev/null || ! python3 -c "import ensurepip" 2>/dev/null; then \
+        apt-get update && apt-get install -y --no-install-recommends python3-venv ca-certificates \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi \
+    && python3 -m venv /opt/patroni \
+    && mkdir -p /var/run/postgresql /var/lib/postgresql/data \
+    && chown postgres:postgres /var/run/postgresql /var/lib/postgresql/data
+ENV PATH="/opt/patroni/bin:$PATH"
+COPY requirements.txt /tmp/requirements.txt
+COPY ops/containers/pip-with-extra-ca.sh /usr/local/bin/
+RUN --mount=type=secret,id=extra_ca \
+    pip-with-extra-ca.sh install --no-cache-dir -c /tmp/requirements.txt "patroni[etcd3]" psycopg2-binary \
+    && rm /tmp/requirements.txt /usr/local/bin/pip-with-extra-ca.sh
+COPY ops/containers/patroni.yml /etc/patroni/patroni.yml
+COPY ops/containers/patroni-post-bootstrap.sh /usr/local/bin/patroni-post-bootstrap.sh
+# By name: the official image and the Debian-built one give postgres different uids.
+# hadolint ignore=DL3066
+USER postgres
+WORKDIR /var/lib/postgresql
+EXPOSE 5432 8008
+# Patroni stops Postgres itself on SIGTERM (a fast shutdown), then exits.
+STOPSIGNAL SIGTERM
+CMD ["patroni", "/etc/patroni/patroni.yml"]

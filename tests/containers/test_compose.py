@@ -15,7 +15,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import certifi
@@ -24,9 +23,7 @@ import pytest
 
 from devtools.containers.engine import Engine
 from devtools.stack import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
-COMPOSE = str(ROOT / "ops" / "compose")
+from tests.containers.project import COMPOSE, Deployed, leftovers
 
 pytestmark = [
     pytest.mark.skipif(
@@ -36,41 +33,6 @@ pytestmark = [
     # The first `up` on a machine without registry access builds the base images (~3 min).
     pytest.mark.timeout(1500),
 ]
-
-
-@dataclass(frozen=True)
-class Deployed:
-    project: str
-    url: str
-    engine: Engine
-    up_output: str
-
-    def compose(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [COMPOSE, *args, "--project", self.project], capture_output=True, text=True, timeout=timeout, check=False
-        )
-
-    def containers(self, service: str) -> list[str]:
-        listed = self.engine.run(
-            "ps", "-q", "--filter", f"label=com.docker.compose.project={self.project}",
-            "--filter", f"label=com.docker.compose.service={service}",
-        )  # fmt: skip
-        return listed.stdout.split()
-
-    def address(self, container: str) -> str:
-        info = self.engine.inspect([container])[0]
-        networks = info["NetworkSettings"]["Networks"]  # type: ignore[index]
-        return " ".join(sorted(n["IPAddress"] for n in networks.values()))
-
-
-def _leftovers(engine: Engine, project: str) -> list[str]:
-    label = f"label=com.docker.compose.project={project}"
-    found = engine.run("ps", "-a", "-q", "--filter", label).stdout.split()
-    found += [v for v in engine.run("volume", "ls", "-q").stdout.split() if v.startswith(f"{project}_")]
-    found += [
-        n for n in engine.run("network", "ls", "--format", "{{.Name}}").stdout.split() if n.startswith(f"{project}_")
-    ]
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +55,7 @@ def deployed(container_engine: Engine) -> Iterator[Deployed]:
             check=False,
         )
         assert down.returncode == 0, down.stdout + down.stderr
-        assert _leftovers(engine, project) == [], "down --volumes leaves no container, volume or network"
+        assert leftovers(engine, project) == [], "down --volumes leaves no container, volume or network"
 
 
 def test_up_ends_healthy_with_the_smoke_check_green(deployed: Deployed) -> None:

@@ -23,10 +23,34 @@ def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
 
 
-@pytest.mark.parametrize("name", ["compose.yaml", "compose.cluster.yaml"])
+@pytest.mark.parametrize("name", ["compose.yaml", "compose.cluster.yaml", "compose.ha.yaml"])
 def test_compose_files_match_the_compose_spec(name: str) -> None:
     result = _run(str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", name)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_ha_file_hands_failover_to_patroni_behind_haproxy() -> None:
+    """compose.ha.yaml: three etcd members, three Patroni members, HAProxy; no fixed primary, and
+    the app finds the primary through HAProxy and the replicas through Patroni."""
+    services = yaml.safe_load((ROOT / "compose.ha.yaml").read_text())["services"]
+    assert not {"primary", "replica", "replica-2"} & set(services)
+    etcd = [name for name in services if name.startswith("etcd-")]
+    members = [name for name in services if name.startswith("pg-")]
+    assert len(etcd) == len(members) == 3
+    cluster = services["etcd-1"]["environment"]["ETCD_INITIAL_CLUSTER"]
+    assert sorted(p.split("=")[0] for p in cluster.split(",")) == etcd
+    for name in members:
+        assert services[name]["build"]["target"] == "patroni"
+        assert services[name]["environment"]["PATRONI_NAME"] == name
+        assert set(services[name]["depends_on"]) == set(etcd)
+    assert set(services["haproxy"]["depends_on"]) == set(members)
+    haproxy = (ROOT / "ops" / "containers" / "haproxy.cfg").read_text()
+    assert "option httpchk OPTIONS /primary" in haproxy
+    assert all(f"server {m} {m}:5432 check port 8008" in haproxy for m in members)
+    env = services["app"]["environment"]
+    assert "@haproxy:5432/" in env["CATALOG_PRIMARY_DSN"]
+    assert "CATALOG_REPLICA_DSNS" not in env
+    assert env["CATALOG_REPLICA_PATRONI_URLS"].split(",") == [f"http://{m}:8008" for m in members]
 
 
 def test_the_cluster_override_gives_the_app_a_cluster_it_waits_for() -> None:

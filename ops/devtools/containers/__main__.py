@@ -1,6 +1,6 @@
 """``ops/compose``: the stack in containers.
 
-    ops/compose up [--instances N] [--redis-cluster] [--ca-file FILE]
+    ops/compose up [--instances N] [--ha] [--redis-cluster] [--ca-file FILE]
     ops/compose status [--json] | logs [SERVICE] [--tail N] | smoke [--json]
     ops/compose down [--volumes] | images [--rebuild]
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from app.admin_cli.args import global_flags, tool_parser
 from devtools.containers.engine import Engine, EngineError, find_engine
 from devtools.containers.images import BASE_IMAGES, build_base_image, built_from_current_recipe
-from devtools.containers.project import RUN_DIR, Project, describe, dumps
+from devtools.containers.project import RUN_DIR, TOPOLOGY, Project, describe, dumps
 from devtools.containers.smoke import require, run_smoke
 
 TOOL = "ops/compose"
@@ -39,6 +39,8 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--redis-cluster", action="store_true", help="a Redis Cluster (compose.cluster.yaml) instead of one Redis"
     )
+    up.add_argument("--ha", action="store_true", help="failover decided by Patroni: etcd x3, pg-1..3, HAProxy "
+                    "(compose.ha.yaml) instead of one primary and its replicas")  # fmt: skip
     up.add_argument(
         "--http-port", type=int, choices=range(1, 65536), metavar="PORT", help="nginx on this host port (default 8080)"
     )
@@ -85,8 +87,11 @@ def main(argv: list[str] | None = None) -> int:
             engine,
             name=getattr(args, "project", None) or os.environ.get("CATALOG_COMPOSE_PROJECT", "catalog"),
             redis_cluster=getattr(args, "redis_cluster", False),
+            ha=getattr(args, "ha", False),
             instances=getattr(args, "instances", 2),
         )
+        if args.command != "up":
+            project.follow_saved_topology()
         if getattr(args, "http_port", None):
             project.overrides["CATALOG_HTTP_PORT"] = str(args.http_port)
         return COMMANDS[args.command](project, args, as_json)
@@ -111,11 +116,19 @@ def _ca_file(args: argparse.Namespace) -> Path | None:
 
 def cmd_up(project: Project, args: argparse.Namespace, as_json: bool) -> int:
     say(f"engine: {project.engine.kind} ({' '.join(project.engine.compose)})")
+    was = project.saved().get(TOPOLOGY)
+    wanted = "ha" if project.ha else "single"
+    if was and was != wanted and project.containers():
+        raise EngineError(f"project {project.name} runs the {'HA' if was == 'ha' else 'single-primary'} topology: "
+                          "`ops/compose down` it first, or name another with --project")  # fmt: skip
     values = project.settings(say, resolve_images=True)
     project.save(values)
     if not args.no_build:
         say("building catalog:latest")
         say(f"built catalog:latest in {project.build(values, _ca_file(args)):.0f} s")
+        if project.ha:
+            say("building catalog-patroni:latest (Patroni on the Postgres image)")
+            say(f"built catalog-patroni:latest in {project.build(values, _ca_file(args), 'patroni'):.0f} s")
     say("starting the stack")
     with project.healthchecks_driven():
         project.compose(

@@ -6,7 +6,9 @@ the same apt sources the machine uses, so a Debian mirror or proxy is enough), `
 image it stands in for. compose.yaml and the Dockerfile name their base images through
 variables (``CATALOG_POSTGRES_IMAGE``...); ``ops/compose`` points them at these when the official
 images cannot be pulled. The tags say what is inside: Debian bookworm's versions, not the
-official images' (PostgreSQL 15, Redis 7.0, nginx 1.22, Prometheus 2.42, Python 3.11).
+official images' (PostgreSQL 15, Redis 7.0, nginx 1.22, Prometheus 2.42, Python 3.11; for the HA
+topology, compose.ha.yaml: etcd 3.4 and HAProxy 2.6). The Postgres stand-in carries Python too:
+the Dockerfile's ``patroni`` stage installs Patroni from PyPI on it.
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ BASE_IMAGES: tuple[BaseImage, ...] = (
         key="postgres",
         official="postgres:15.10-bookworm",
         tag="15-bookworm",
-        packages=("postgresql-15", "gosu"),
+        # python3-venv: the Dockerfile's `patroni` stage (compose.ha.yaml) puts Patroni on this image.
+        packages=("postgresql-15", "gosu", "python3-venv", "ca-certificates"),
         # postgresql-common would create a cluster of its own at install time.
         essential_hooks=(
             'mkdir -p "$1/etc/postgresql-common/createcluster.d"'
@@ -120,6 +123,27 @@ BASE_IMAGES: tuple[BaseImage, ...] = (
             "USER nobody",
             "WORKDIR /prometheus",
             "EXPOSE 9090",
+        ),
+    ),
+    BaseImage(
+        key="etcd",
+        official="quay.io/coreos/etcd:v3.5.17",
+        tag="3.4-bookworm",
+        packages=("etcd-server", "etcd-client"),
+        hooks=('mkdir -p "$1/etcd-data" && chmod 700 "$1/etcd-data"',),
+        changes=(f"ENV PATH=/usr/local/bin:{PATH}", 'CMD ["etcd"]', "EXPOSE 2379", "EXPOSE 2380"),
+    ),
+    BaseImage(
+        key="haproxy",
+        official="haproxy:2.6-bookworm",
+        tag="2.6-bookworm",
+        packages=("haproxy",),
+        hooks=('mkdir -p "$1/usr/local/etc/haproxy"',),
+        changes=(
+            'CMD ["haproxy", "-f", "/usr/local/etc/haproxy/haproxy.cfg"]',
+            "STOPSIGNAL SIGUSR1",
+            "USER haproxy",
+            "EXPOSE 5432",
         ),
     ),
     BaseImage(

@@ -1,5 +1,7 @@
-"""One compose project (compose.yaml, optionally with compose.cluster.yaml) on an engine: its
-settings, the app image build, up/down, and the containers' health.
+"""One compose project on an engine: its settings, the images it builds, up/down, and the
+containers' health. Its files: compose.yaml (one primary and its replicas) or, for the HA
+topology, compose.ha.yaml (Patroni, etcd, HAProxy); either with compose.cluster.yaml for a Redis
+Cluster. Which topology a project has is saved with its settings, so later commands find it.
 
 Settings come, in this order of precedence, from the command line, the exported environment,
 ``.run/compose/<project>.env`` (written on the first ``up``: generated secrets, the chosen base
@@ -41,6 +43,8 @@ DEFAULTS = {
     "CATALOG_RYW_COOKIE_SECURE": "false",
 }
 BASE_KEYS = ("postgres", "redis", "nginx", "prometheus", "python")
+HA_BASE_KEYS = ("etcd", "haproxy")
+TOPOLOGY = "CATALOG_COMPOSE_TOPOLOGY"  # saved: "ha" or "single"
 ONE_SHOT = {"migrate", "redis-cluster-init"}
 HEALTH_EVERY_S = 3.0  # podman without systemd: how often a due healthcheck is run for it
 
@@ -67,6 +71,7 @@ class Project:
     engine: Engine
     name: str = "catalog"
     redis_cluster: bool = False
+    ha: bool = False  # compose.ha.yaml instead of compose.yaml
     instances: int = 2
     overrides: dict[str, str] = field(default_factory=dict)  # from the command line
 
@@ -103,9 +108,15 @@ class Project:
             values[key] = chosen
         image_vars = {k: v for k, v in saved.items() if k.endswith("_IMAGE")}
         if resolve_images:
-            image_vars = resolve_base_images(self.engine, BASE_KEYS, say or (lambda _: None), environ=dict(os.environ))
+            keys = (*BASE_KEYS, *HA_BASE_KEYS) if self.ha else BASE_KEYS
+            image_vars |= resolve_base_images(self.engine, keys, say or (lambda _: None), environ=dict(os.environ))
         values.update({k: os.environ.get(k) or v for k, v in image_vars.items()})
+        values[TOPOLOGY] = "ha" if self.ha else "single"
         return values
+
+    def follow_saved_topology(self) -> None:
+        """A command other than ``up`` works on the topology the project was brought up with."""
+        self.ha = self.ha or self.saved().get(TOPOLOGY) == "ha"
 
     def save(self, values: dict[str, str]) -> None:
         RUN_DIR.mkdir(parents=True, exist_ok=True)
@@ -120,7 +131,7 @@ class Project:
 
     # --- compose ---------------------------------------------------------------------------
     def compose(self, *args: str, values: dict[str, str], timeout: float = 900) -> subprocess.CompletedProcess[str]:
-        files = ["-f", str(ROOT / "compose.yaml")]
+        files = ["-f", str(ROOT / ("compose.ha.yaml" if self.ha else "compose.yaml"))]
         if self.redis_cluster:
             files += ["-f", str(ROOT / "compose.cluster.yaml")]
         command = [*self.engine.compose, "-p", self.name, *files, *args]
@@ -138,13 +149,17 @@ class Project:
             raise EngineError(f"compose {' '.join(args[:1])} failed:\n{tail}")
         return result
 
-    def build(self, values: dict[str, str], ca_file: Path | None) -> float:
-        """The app image (catalog:latest), with pip trusting ``ca_file`` while it runs."""
+    def build(self, values: dict[str, str], ca_file: Path | None, target: str = "runtime") -> float:
+        """An image of the Dockerfile, with pip trusting ``ca_file`` while it runs: the app
+        (``runtime``: catalog:latest) or a Patroni member (``patroni``: catalog-patroni:latest)."""
         started = time.monotonic()
+        if target == "patroni":
+            tag, base = "catalog-patroni:latest", f"POSTGRES_IMAGE={values['CATALOG_POSTGRES_IMAGE']}"
+        else:
+            tag, base = "catalog:latest", f"PYTHON_IMAGE={values['CATALOG_PYTHON_IMAGE']}"
         with _secret_file(ca_file) as secret:
             args = [
-                "build", "--target", "runtime", "-t", "catalog:latest",
-                "--build-arg", f"PYTHON_IMAGE={values['CATALOG_PYTHON_IMAGE']}",
+                "build", "--target", target, "-t", tag, "--build-arg", base,
                 "--secret", f"id=extra_ca,src={secret}", "-f", str(ROOT / "Dockerfile"), str(ROOT),
             ]  # fmt: skip
             if self.engine.kind == "podman":
@@ -155,7 +170,7 @@ class Project:
             )
         if result.returncode != 0:
             tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-12:])
-            raise EngineError(f"building catalog:latest failed:\n{tail}")
+            raise EngineError(f"building {tag} failed:\n{tail}")
         return time.monotonic() - started
 
     # --- containers ------------------------------------------------------------------------

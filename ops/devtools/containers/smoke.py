@@ -33,13 +33,23 @@ class Smoke:
 
 
 def replicas_stream(project: Project, containers: list[Container], smoke: Smoke) -> None:
-    """pg_is_in_recovery() and the catalog's rows on every replica container."""
+    """pg_is_in_recovery() and the catalog's rows on every replica container; in the HA topology
+    on every Patroni member, exactly one of which is the primary."""
     sql = "SELECT pg_is_in_recovery(), (SELECT count(*) FROM products)"
-    for c in (c for c in containers if c.service.startswith("replica")):
+    members = [c for c in containers if c.service.startswith("pg-")]
+    primaries = []
+    for c in members or [c for c in containers if c.service.startswith("replica")]:
         result = project.engine.run("exec", c.id, "psql", "-U", "postgres", "-d", "catalog", "-tAc", sql, check=False)
         recovery, _, rows = result.stdout.strip().partition("|")
-        ok = result.returncode == 0 and recovery == "t" and rows.isdigit() and int(rows) > 0
-        smoke.record(f"{c.service} streams", ok, f"in recovery: {recovery or '?'}, {rows or '?'} products")
+        holds = result.returncode == 0 and rows.isdigit() and int(rows) > 0
+        if members and recovery == "f":
+            primaries.append(c.service)
+            smoke.record(f"{c.service} is the primary", holds, f"{rows or '?'} products")
+            continue
+        detail = f"in recovery: {recovery or '?'}, {rows or '?'} products"
+        smoke.record(f"{c.service} streams", holds and recovery == "t", detail)
+    if members:
+        smoke.record("one primary", len(primaries) == 1, f"Patroni's primary: {', '.join(primaries) or 'none'}")
 
 
 def run_smoke(project: Project, url: str, admin_token: str, say: Callable[[str], None]) -> Smoke:

@@ -1,6 +1,6 @@
 """The HA topology's databases (``ops/dev up --ha``, docs/adr/0018): etcd, Patroni and HAProxy.
 
-- **etcd** (one member here; three in compose.cluster.yaml) is Patroni's consensus store: the
+- **etcd** (one member here; three in compose.ha.yaml) is Patroni's consensus store: the
   leader key, with a ttl, says which member is the primary.
 - **Patroni** runs each Postgres member (``pg-1..3``): bootstraps the first with initdb, the others
   with a base backup, restarts a crashed Postgres, and when the leader key expires promotes the

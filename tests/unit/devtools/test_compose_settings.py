@@ -68,3 +68,25 @@ def test_a_secret_other_than_the_volumes_is_refused_not_saved(monkeypatch: pytes
     assert Project(ENGINE, name="demo").saved()["POSTGRES_PASSWORD"] == kept
     monkeypatch.setenv("POSTGRES_PASSWORD", kept)
     assert Project(ENGINE, name="demo").settings()["POSTGRES_PASSWORD"] == kept
+
+
+def test_the_ha_topology_is_saved_and_later_commands_run_its_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[list[str]] = []
+
+    def fake_run(command: list[str], **_: object) -> object:
+        ran.append(command)
+        return type("Done", (), {"returncode": 0, "stdout": "", "stderr": ""})()
+
+    monkeypatch.setattr(project_module.subprocess, "run", fake_run)
+    up = Project(ENGINE, name="demo", ha=True)
+    values = up.settings()
+    up.save(values)
+    later = Project(ENGINE, name="demo")  # `ops/compose down` names no topology
+    later.follow_saved_topology()
+    later.compose("down", values=later.settings())
+    files = [ran[-1][i + 1] for i, arg in enumerate(ran[-1]) if arg == "-f"]
+    assert [Path(f).name for f in files] == ["compose.ha.yaml"]
+    single = Project(ENGINE, name="other")
+    single.follow_saved_topology()
+    single.compose("down", values=single.settings())
+    assert [Path(ran[-1][i + 1]).name for i, arg in enumerate(ran[-1]) if arg == "-f"] == ["compose.yaml"]
