@@ -80,9 +80,9 @@ async def process_batch(
     """
     error: str | None = None
     remembered = True
-    # By hand, not conn.transaction(): the announcements ride in COMMIT's own round trip.
-    await conn.execute("BEGIN")
     try:
+        # By hand, not conn.transaction(): the announcements ride in COMMIT's own round trip.
+        await conn.execute("BEGIN")
         claim = await conn.fetchrow(Q["claim_batch"], options.batch_size, options.relay_name)
         if claim is None:  # nothing due
             await conn.execute("COMMIT")
@@ -102,6 +102,7 @@ async def process_batch(
         # Read in the claim, after every claimed event committed: at or past each commit record.
         lsn = lsn_to_int(claim["lsn"])
         cached: set[int] | None = set() if 0 < len(plan.versions) <= options.refresh_max_products else None
+        commit = announce_and_commit(plan.versions)  # before Redis: a payload it refuses fails nothing applied
         try:
             remembered = await apply_plan(
                 scripts,
@@ -117,7 +118,7 @@ async def process_batch(
         except REDIS_ERRORS as exc:
             error = f"redis: {type(exc).__name__}: {exc}"[:500]
         # Announced at COMMIT to every instance's near cache (docs/adr/0005).
-        await conn.execute(announce_and_commit(plan.versions) if error is None else "ROLLBACK")
+        await conn.execute(commit if error is None else "ROLLBACK")
     except BaseException:
         if not conn.is_closed() and conn.is_in_transaction():
             with contextlib.suppress(Exception):

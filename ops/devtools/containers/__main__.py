@@ -17,7 +17,7 @@ from pathlib import Path
 from app.admin_cli.args import global_flags, tool_parser
 from devtools.containers.engine import Engine, EngineError, find_engine
 from devtools.containers.images import BASE_IMAGES, build_base_image, built_from_current_recipe
-from devtools.containers.project import RUN_DIR, TOPOLOGY, Project, describe, dumps
+from devtools.containers.project import PROJECT_LABEL, RUN_DIR, TOPOLOGY, Project, describe, dumps
 from devtools.containers.smoke import require, run_smoke
 
 TOOL = "ops/compose"
@@ -116,7 +116,8 @@ def _ca_file(args: argparse.Namespace) -> Path | None:
 
 def cmd_up(project: Project, args: argparse.Namespace, as_json: bool) -> int:
     say(f"engine: {project.engine.kind} ({' '.join(project.engine.compose)})")
-    was = project.saved().get(TOPOLOGY)
+    saved = project.saved()
+    was = saved.get(TOPOLOGY) or ("single" if saved else None)  # saved before the HA topology existed
     wanted = "ha" if project.ha else "single"
     if was and was != wanted and project.containers():
         raise EngineError(f"project {project.name} runs the {'HA' if was == 'ha' else 'single-primary'} topology: "
@@ -152,6 +153,11 @@ def cmd_down(project: Project, args: argparse.Namespace, as_json: bool) -> int:
     values = project.settings()
     flags = ["--remove-orphans", "--timeout", "15"] + (["--volumes"] if args.volumes else [])
     project.compose("down", *flags, values=values)
+    if args.volumes:
+        # compose removes the volumes of the files it was given; the other topology's are the project's too.
+        labelled = project.engine.run("volume", "ls", "-q", "--filter", f"label={PROJECT_LABEL}={project.name}")
+        if labelled.stdout.split():
+            project.engine.run("volume", "rm", "--force", *labelled.stdout.split())
     # A cluster override's containers belong to the same project: one down removes them too.
     if args.volumes and project.env_file.exists():
         project.env_file.unlink()

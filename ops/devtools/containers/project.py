@@ -35,6 +35,7 @@ SECRETS = (
     "CATALOG_APP_DB_PASSWORD",
     "CATALOG_ADMIN_TOKEN",
     "CATALOG_RYW_SECRET",
+    "PATRONI_API_PASSWORD",  # compose.ha.yaml: the Patroni REST API's unsafe endpoints
 )
 DEFAULTS = {
     "CATALOG_HTTP_PORT": "8080",

@@ -16,6 +16,7 @@ from app.contracts.cache_scripts import CacheScripts
 from app.contracts.events import INVALIDATION_CHANNEL, parse_announcement
 from app.core.db import init_connection
 from app.core.sql import queries
+from app.invalidation import batch as batch_module
 from app.invalidation.batch import BatchOptions, process_batch
 from app.invalidation.plan import InvalidationPlan, apply_plan
 from tests.fixtures.database import ScratchDatabase
@@ -125,6 +126,26 @@ async def test_a_batch_is_three_postgres_round_trips_and_one_redis_round_trip(
             break
         await asyncio.sleep(0.01)
     assert dict(announced) == newest, "the near caches hear each product once, at its newest version"
+
+
+async def test_a_failed_announce_rolls_the_claim_back_and_leaves_the_connection_usable(
+    relay_conn: asyncpg.Connection,
+    redis_client: aioredis.Redis,
+    primary: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The announcements and COMMIT are one simple query: when the first statement fails, the
+    COMMIT after it is skipped, the transaction is left aborted, and the batch rolls it back."""
+    await _insert_events(primary)
+    monkeypatch.setattr(batch_module, "announce_and_commit", lambda _versions: "SELECT 1 / 0; COMMIT")
+    with pytest.raises(asyncpg.DivisionByZeroError):
+        await process_batch(relay_conn, CacheScripts(redis_client), _options("failing"))
+    assert not relay_conn.is_in_transaction()
+    assert await relay_conn.fetchval("SELECT 1") == 1
+    assert await primary.fetchval("SELECT count(*) FROM outbox") == EVENTS, "the claim was rolled back"
+    monkeypatch.undo()
+    outcome = await process_batch(relay_conn, CacheScripts(redis_client), _options("again"))
+    assert (outcome.processed, outcome.failed) == (EVENTS, 0)
 
 
 async def test_claimed_events_stay_pending_to_others_until_commit_and_return_on_rollback(
