@@ -1,7 +1,8 @@
 """Where a display read goes: a replica when one is healthy and fresh enough, else the primary.
 
 The replicas' state (up, replay LSN, lag) and whether the primary answers are kept fresh by
-:mod:`app.fastpath.replica_monitor`; routing reads them and never queries anything itself.
+:mod:`app.fastpath.replica_monitor`; routing reads them and queries nothing itself, but for one
+case: the primary unreachable and a reader's token beyond every replica's last sample.
 
 A replica is eligible when its last poll succeeded recently and its lag is within
 ``max_replica_lag``; a reader with a read-your-writes token additionally needs the replica's
@@ -12,10 +13,14 @@ once on the primary (a ``ReadPool``: read-only sessions), and that replica sits 
 happen, so a replica whose lag can no longer be measured still holds the newest data there is:
 it serves display reads, marked ``degraded``. A reader with a token still needs a replica whose
 own replay LSN covers it; otherwise the read is refused (503), never answered with older data.
+Before refusing, the healthy replicas are asked their replay position there and then (the
+monitor's samples may be a poll interval old: in a switchover the synchronous standby already
+holds the writer's commit when the old primary goes away).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,8 +29,9 @@ from typing import Literal, TypeVar
 import asyncpg
 import structlog
 
-from app.core.db import DatabaseUnavailable, ReadPool
+from app.core.db import DatabaseUnavailable, ReadPool, lsn_to_int
 from app.core.metrics import DB_QUERY_SECONDS, REPLICA_READS
+from app.core.sql import queries
 
 T = TypeVar("T")
 ReadSource = Literal["replica", "primary"]
@@ -37,6 +43,11 @@ _REPLICA_QUERY_ERRORS: tuple[type[BaseException], ...] = (
 )
 # A replica whose last good poll is older than this is treated as down.
 STALE_POLL_S = 1.0
+# Asking the replicas themselves whether they replayed a reader's token: this often, this far apart.
+_REPLAY_ASKS = 3
+_REPLAY_ASK_EVERY_S = 0.025
+_REPLAY_LSN = queries("ops")["replica_replay_lsn"]
+_ASK_ERRORS: tuple[type[BaseException], ...] = (DatabaseUnavailable, *_REPLICA_QUERY_ERRORS)
 
 
 @dataclass(slots=True)
@@ -123,6 +134,25 @@ class ReadRouter:
         best = max(candidates, key=lambda r: r.replay_lsn)
         return Route(best.pool, "replica", "primary-down", best, best.replay_lsn, degraded=True)
 
+    async def _replayed_spare(self, min_lsn: int, exclude: Replica | None) -> Route | None:
+        """With the primary unreachable and no sample covering ``min_lsn``: a healthy replica that
+        says it has replayed that far now (asked a few times, briefly apart), else None."""
+        for attempt in range(_REPLAY_ASKS):
+            if attempt:
+                await asyncio.sleep(_REPLAY_ASK_EVERY_S)
+            now = time.monotonic()
+            for replica in sorted(self.replicas, key=lambda r: -r.replay_lsn):
+                if replica is exclude or not replica.healthy(now):
+                    continue
+                try:
+                    value = await replica.pool.fetchval(_REPLAY_LSN)
+                except _ASK_ERRORS:
+                    continue
+                if value is not None and lsn_to_int(value) >= min_lsn:
+                    replica.replay_lsn = max(replica.replay_lsn, lsn_to_int(value))  # replay only advances
+                    return Route(replica.pool, "replica", "primary-down", replica, replica.replay_lsn, degraded=True)
+        return None
+
     async def run(
         self, endpoint: str, work: Callable[[ReadPool], Awaitable[T]], *, min_lsn: int = 0
     ) -> tuple[T, Route]:
@@ -157,6 +187,8 @@ class ReadRouter:
             return await self.run_on_primary(endpoint, work, chosen)
         except DatabaseUnavailable as exc:
             spare = self._spare(min_lsn, exclude=failed) if exc.unreachable else None
+            if spare is None and exc.unreachable and min_lsn:
+                spare = await self._replayed_spare(min_lsn, exclude=failed)
             if spare is None:
                 raise
             # The monitor will say so within ~100 ms; this read need not wait for it.

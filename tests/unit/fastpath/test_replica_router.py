@@ -8,7 +8,7 @@ from typing import Any, cast
 import pytest
 from prometheus_client import REGISTRY
 
-from app.core.db import ReadPool
+from app.core.db import DatabaseUnavailable, ReadPool
 from app.fastpath.replica_router import ReadRouter, Replica, Route
 
 PRIMARY = cast("ReadPool", object())
@@ -161,3 +161,55 @@ async def test_run_counts_reads_per_replica() -> None:
     for _ in range(4):
         await router.run("product.get", work)
     assert [a - b for a, b in zip(counted(), before, strict=True)] == [2, 2]
+
+
+class _Answering:
+    """A pool that answers the replay-position question with ``lsn`` (text, as Postgres does)."""
+
+    def __init__(self, lsn: str | None) -> None:
+        self.lsn = lsn
+        self.asked = 0
+
+    async def fetchval(self, _query: str) -> str | None:
+        self.asked += 1
+        return self.lsn
+
+
+class _Gone:
+    async def fetchval(self, _query: str) -> None:
+        raise DatabaseUnavailable("primary", "lost: ConnectionRefusedError")
+
+
+async def test_a_writer_whose_token_the_samples_miss_is_served_by_a_replica_that_replayed_it_now() -> None:
+    """Primary unreachable (a switchover) and every sample older than the writer's commit: a
+    replica that has replayed it by now serves the read, instead of a 503."""
+    caught_up, behind = _Answering("0/3E8"), _Answering("0/64")  # 1000 and 100
+    replicas = [_replica("ask-a", replay_lsn=100), _replica("ask-b", replay_lsn=100)]
+    replicas[0].pool, replicas[1].pool = cast("ReadPool", behind), cast("ReadPool", caught_up)
+    router = ReadRouter(primary=cast("ReadPool", _Gone()), replicas=replicas)
+
+    async def work(pool: ReadPool) -> ReadPool:
+        if pool is router.primary:
+            raise DatabaseUnavailable("primary", "lost: ConnectionRefusedError")
+        return pool
+
+    result, route = await router.run("product.get", work, min_lsn=1000)
+    assert result is caught_up
+    assert (route.reason, route.degraded) == ("primary-down", True)
+    assert replicas[1].replay_lsn == 1000, "what the replica said is kept: replay only advances"
+
+
+async def test_a_writer_whose_token_no_replica_has_replayed_is_refused_after_asking() -> None:
+    behind = _Answering("0/64")
+    replicas = [_replica("ask-c", replay_lsn=100)]
+    replicas[0].pool = cast("ReadPool", behind)
+    router = ReadRouter(primary=cast("ReadPool", _Gone()), replicas=replicas)
+
+    async def work(pool: ReadPool) -> ReadPool:
+        if pool is router.primary:
+            raise DatabaseUnavailable("primary", "lost: ConnectionRefusedError")
+        return pool
+
+    with pytest.raises(DatabaseUnavailable):
+        await router.run("product.get", work, min_lsn=1000)
+    assert behind.asked == 3, "asked a few times, then refused: never older data"
