@@ -17,7 +17,7 @@ from pathlib import Path
 from app.admin_cli.args import global_flags, tool_parser
 from devtools.containers.engine import Engine, EngineError, find_engine
 from devtools.containers.images import BASE_IMAGES, build_base_image, built_from_current_recipe
-from devtools.containers.project import PROJECT_LABEL, RUN_DIR, TOPOLOGY, Project, describe, dumps
+from devtools.containers.project import PROJECT_LABEL, RUN_DIR, Project, describe, dumps
 from devtools.containers.smoke import require, run_smoke
 
 TOOL = "ops/compose"
@@ -116,8 +116,7 @@ def _ca_file(args: argparse.Namespace) -> Path | None:
 
 def cmd_up(project: Project, args: argparse.Namespace, as_json: bool) -> int:
     say(f"engine: {project.engine.kind} ({' '.join(project.engine.compose)})")
-    saved = project.saved()
-    was = saved.get(TOPOLOGY) or ("single" if saved else None)  # saved before the HA topology existed
+    was = project.saved_topology()
     wanted = "ha" if project.ha else "single"
     if was and was != wanted and project.containers():
         raise EngineError(f"project {project.name} runs the {'HA' if was == 'ha' else 'single-primary'} topology: "

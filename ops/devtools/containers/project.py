@@ -115,9 +115,15 @@ class Project:
         values[TOPOLOGY] = "ha" if self.ha else "single"
         return values
 
+    def saved_topology(self) -> str | None:
+        """``ha`` or ``single`` as the project was last brought up; None for a project never up.
+        Settings saved before the HA topology existed name none: those are single-primary."""
+        saved = self.saved()
+        return saved.get(TOPOLOGY) or ("single" if saved else None)
+
     def follow_saved_topology(self) -> None:
         """A command other than ``up`` works on the topology the project was brought up with."""
-        self.ha = self.ha or self.saved().get(TOPOLOGY) == "ha"
+        self.ha = self.ha or self.saved_topology() == "ha"
 
     def save(self, values: dict[str, str]) -> None:
         RUN_DIR.mkdir(parents=True, exist_ok=True)
